@@ -1,0 +1,188 @@
+"""All box arithmetic in one place (DESIGN §1): native → canonical, clipping, normalization, quantization.
+
+Canonical boxes are ``[x1, y1, x2, y2]`` absolute pixels of the original image, 0-based, continuous
+edges.  Readers call the ``*_to_xyxy`` converters; writers describe their model's spelling with a
+:class:`Quantizer` (or the KOSMOS-2 patch grid) and never compute coordinates themselves, so a property
+test here covers every model at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Box = list[float]
+Rounding = Literal["floor", "round"]
+
+
+class BoxError(ValueError):
+    """A box that cannot be represented (non-finite, inverted, empty, or the image has no size)."""
+
+
+# --- native conventions → canonical ------------------------------------------------------------------
+
+
+def xywh_to_xyxy(x: float, y: float, w: float, h: float) -> Box:
+    """Top-left corner + size (VG, COCO/RefCOCO, Visual7W) → corners."""
+    return [float(x), float(y), float(x) + float(w), float(y) + float(h)]
+
+
+def xyxy_to_xywh(box: Sequence[float]) -> list[float]:
+    x1, y1, x2, y2 = box
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def one_based_inclusive_to_xyxy(xmin: float, ymin: float, xmax: float, ymax: float) -> Box:
+    """Flickr30K Entities / PASCAL VOC pixel indices (1-based, inclusive) → continuous 0-based edges.
+
+    Pixel ``xmin`` (1-based) starts at edge ``xmin - 1``; pixel ``xmax`` ends at edge ``xmax``.
+    """
+    return [float(xmin) - 1.0, float(ymin) - 1.0, float(xmax), float(ymax)]
+
+
+def normalized_to_pixels(box: Sequence[float], width: float, height: float) -> Box:
+    """GRIT's 0–1 corners → pixels of the image the user actually has."""
+    x1, y1, x2, y2 = box
+    return [x1 * width, y1 * height, x2 * width, y2 * height]
+
+
+# --- checks and repairs ------------------------------------------------------------------------------
+
+
+def is_finite(box: Sequence[float]) -> bool:
+    return len(box) == 4 and all(isinstance(v, int | float) and math.isfinite(v) for v in box)
+
+
+def area(box: Sequence[float]) -> float:
+    x1, y1, x2, y2 = box
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+def is_empty(box: Sequence[float]) -> bool:
+    """True when the box has no area (inverted or degenerate)."""
+    x1, y1, x2, y2 = box
+    return not (x2 > x1 and y2 > y1)
+
+
+def is_inside(box: Sequence[float], width: float, height: float) -> bool:
+    x1, y1, x2, y2 = box
+    return 0.0 <= x1 and 0.0 <= y1 and x2 <= width and y2 <= height
+
+
+def clip(box: Sequence[float], width: float, height: float) -> Box:
+    """Clamp every edge into ``[0, width] × [0, height]`` (may leave an empty box: check after)."""
+    x1, y1, x2, y2 = box
+    return [
+        min(max(float(x1), 0.0), float(width)),
+        min(max(float(y1), 0.0), float(height)),
+        min(max(float(x2), 0.0), float(width)),
+        min(max(float(y2), 0.0), float(height)),
+    ]
+
+
+def normalize(box: Sequence[float], width: float, height: float) -> Box:
+    """Pixels → fractions of the image size, per axis."""
+    if not width or not height or width <= 0 or height <= 0:
+        raise BoxError(f"image size {width}x{height} cannot normalize a box")
+    x1, y1, x2, y2 = box
+    return [x1 / width, y1 / height, x2 / width, y2 / height]
+
+
+# --- quantization ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Quantizer:
+    """How a model turns a pixel coordinate into an integer: ``q = R(v / size * scale)`` clamped.
+
+    ``rounding='floor'`` is Python ``int()`` truncation (coordinates are never negative after
+    clipping); ``'round'`` is round-half-to-even, as both Python's ``round`` and ``torch.round`` do.
+    Decoding returns the centre of the cell a floored value came from, or the exact grid point of a
+    rounded one, so the decode error is at most half a step (one step at a clamped border).
+    """
+
+    scale: int
+    rounding: Rounding
+    max_index: int
+
+    def encode(self, value: float, size: float) -> int:
+        if size <= 0:
+            raise BoxError(f"image size {size} cannot quantize a coordinate")
+        scaled = value / size * self.scale
+        q = math.floor(scaled) if self.rounding == "floor" else round(scaled)
+        return int(min(max(q, 0), self.max_index))
+
+    def decode(self, index: int, size: float) -> float:
+        offset = 0.5 if self.rounding == "floor" else 0.0
+        return (index + offset) * size / self.scale
+
+    def encode_box(self, box: Sequence[float], width: float, height: float) -> list[int]:
+        x1, y1, x2, y2 = box
+        return [
+            self.encode(x1, width),
+            self.encode(y1, height),
+            self.encode(x2, width),
+            self.encode(y2, height),
+        ]
+
+    def decode_box(self, q: Sequence[int], width: float, height: float) -> Box:
+        x1, y1, x2, y2 = q
+        return [
+            self.decode(x1, width),
+            self.decode(y1, height),
+            self.decode(x2, width),
+            self.decode(y2, height),
+        ]
+
+    def step(self, width: float, height: float) -> tuple[float, float]:
+        """Pixels per quantization step along x and y: the tolerance of a round trip."""
+        return width / self.scale, height / self.scale
+
+    def in_range(self, q: int) -> bool:
+        return 0 <= q <= self.max_index
+
+
+# --- KOSMOS-2 patch grid -----------------------------------------------------------------------------
+# Same arithmetic as transformers' models/kosmos2/processing_kosmos2.py
+# (coordinate_to_patch_index / patch_index_to_coordinate), on normalized corners.
+
+
+def box_to_patch_indices(box: Sequence[float], width: float, height: float, grid: int = 32) -> tuple[int, int]:
+    """Pixel box → (upper-left cell, lower-right cell) on a ``grid × grid`` patch grid."""
+    nx1, ny1, nx2, ny2 = normalize(box, width, height)
+    if not (nx2 > nx1 and ny2 > ny1):
+        raise BoxError(f"empty box {list(box)} has no patch indices")
+    ul_x = math.floor(nx1 * grid)
+    ul_y = math.floor(ny1 * grid)
+    lr_x = math.ceil(nx2 * grid - 1)
+    lr_y = math.ceil(ny2 * grid - 1)
+    clamp = lambda v: min(max(v, 0), grid - 1)  # noqa: E731 - guards float noise at the borders
+    return clamp(ul_y) * grid + clamp(ul_x), clamp(lr_y) * grid + clamp(lr_x)
+
+
+def patch_indices_to_normalized(ul: int, lr: int, grid: int = 32) -> Box:
+    """(upper-left, lower-right) cells → normalized box, exactly as transformers decodes it."""
+    cell = 1.0 / grid
+    ul_x, ul_y = ul % grid, ul // grid
+    lr_x, lr_y = lr % grid, lr // grid
+    if ul == lr or ul_x == lr_x or ul_y == lr_y:
+        return [ul_x * cell, ul_y * cell, lr_x * cell + cell, lr_y * cell + cell]
+    return [ul_x * cell + cell / 2, ul_y * cell + cell / 2, lr_x * cell + cell / 2, lr_y * cell + cell / 2]
+
+
+def patch_indices_to_box(ul: int, lr: int, width: float, height: float, grid: int = 32) -> Box:
+    """Patch cells → pixel box of a ``width × height`` image."""
+    x1, y1, x2, y2 = patch_indices_to_normalized(ul, lr, grid)
+    return [x1 * width, y1 * height, x2 * width, y2 * height]
+
+
+def patch_grid_step(width: float, height: float, grid: int = 32) -> tuple[float, float]:
+    """Pixels per patch cell: the round-trip tolerance of the patch spelling."""
+    return width / grid, height / grid
+
+
+def max_abs_error(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Largest |difference| along x (x1, x2) and along y (y1, y2)."""
+    return max(abs(a[0] - b[0]), abs(a[2] - b[2])), max(abs(a[1] - b[1]), abs(a[3] - b[3]))

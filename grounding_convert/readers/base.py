@@ -1,0 +1,119 @@
+"""What every reader is (DESIGN §2): plan the input into partitions, read one partition into samples.
+
+A reader yields :class:`~grounding_convert.schema.Sample` objects, and for records it cannot use a
+:class:`~grounding_convert.errors.Reject` (bad) or :class:`~grounding_convert.errors.Filtered`
+(left out on purpose), and :class:`~grounding_convert.errors.Note` for counted repairs such as a
+clipped box.  It never prints and never decides about --strict: the pipeline does.  A whole-file
+problem raises :class:`~grounding_convert.errors.InputFileError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import Filtered, Note, Reject, UsageError
+from ..schema import Sample
+
+ReadItem = Sample | Reject | Filtered | Note
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """A small, picklable description of one independent slice of the input.
+
+    ``key`` is stable across runs (it names the commit marker and the shard files), and ``params``
+    holds whatever the reader needs: file paths, byte ranges, row-group numbers, id lists.
+    """
+
+    index: int
+    key: str
+    source: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReaderOptions:
+    """Options every reader understands; readers subclass this to add their own fields."""
+
+    split: str | None = None  # keep only this split (others are counted as filtered)
+
+
+class Reader(ABC):
+    """Base of all dataset readers.  Subclasses set ``name``, ``dataset`` and ``Options``."""
+
+    name: ClassVar[str]
+    dataset: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[ReaderOptions]] = ReaderOptions
+
+    def __init__(self, options: ReaderOptions | None = None):
+        self.options = options if options is not None else self.Options()
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> Reader:
+        """Build the reader from loose CLI values, refusing options it does not have."""
+        return cls(build_options(cls.Options, values, owner=f"reader {cls.name!r}"))
+
+    @abstractmethod
+    def plan(self, input_path: str) -> list[Partition]:
+        """Split the input into independent partitions, in a stable order (cheap: no full parse)."""
+
+    @abstractmethod
+    def read(self, partition: Partition) -> Iterator[ReadItem]:
+        """Yield the samples (and rejects, filtered markers, notes) of one partition, in a stable order."""
+
+    @classmethod
+    def detect(cls, path: str) -> bool:
+        """True when ``path`` looks like this reader's native layout (used when --from is left out)."""
+        return False
+
+    def input_files(self, input_path: str) -> list[Path]:
+        """The files this reader consumes (recorded with sizes in the manifest)."""
+        p = Path(input_path)
+        if p.is_file():
+            return [p]
+        return sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else []
+
+
+def build_options(options_cls: type, values: dict[str, Any], owner: str) -> Any:
+    """Fill an options dataclass from strings/values, coercing by the field's annotation."""
+    fields = {f.name: f for f in dataclasses.fields(options_cls)}
+    hints = typing.get_type_hints(options_cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            known = ", ".join(sorted(f.replace("_", "-") for f in fields)) or "none"
+            raise UsageError(f"{owner} has no option {key!r} (its options: {known})")
+        kwargs[name] = _coerce(value, hints[name], key)
+    return options_cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    if value is None or not isinstance(value, str):
+        return value
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and args:
+        hint = args[0]
+        origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise UsageError(f"option {key!r} must be one of {', '.join(map(str, allowed))}, not {value!r}")
+        return value
+    try:
+        if hint is bool:
+            return value.lower() in ("1", "true", "yes", "on")
+        if hint in (int, float):
+            return hint(value)
+    except ValueError as exc:
+        raise UsageError(f"option {key!r}: {value!r} is not a valid {hint.__name__}") from exc
+    return value

@@ -1,0 +1,196 @@
+"""What every writer is (DESIGN §2): canonical sample + task → records, and records → boxes again.
+
+The base class owns everything the models share: which regions a task uses, record ids, the seeded
+template choice, the common columns (``id``, ``sample_id``, ``task``, ``image``, ``width``,
+``height``) and the size checks.  A subclass only spells prompts and boxes (``render_*``) and reads
+them back (``parse``), with the arithmetic delegated to :mod:`grounding_convert.boxes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+
+from ..errors import RecordError
+from ..readers.base import build_options
+from ..schema import Box, Region, Sample
+from ..templates import Templates
+
+TASKS = ("rec", "reg", "grounded-caption", "pointing")
+
+COMMON_FIELDS = [
+    ("id", pa.string()),
+    ("sample_id", pa.string()),
+    ("task", pa.string()),
+    ("image", pa.string()),
+    ("width", pa.int64()),
+    ("height", pa.int64()),
+]
+
+
+@dataclass
+class WriterOptions:
+    """Options every writer understands; writers subclass this to add their own fields."""
+
+    image_prefix: str | None = None  # absolute root or URL prefix written in front of image paths
+    template_file: str | None = None  # a user's YAML replacing configs/templates/<writer>.yaml
+    language: Literal["en", "zh", "mixed"] = "en"  # which template language(s) to draw from
+
+
+@dataclass(slots=True)
+class Decoded:
+    """One grounding read back from a record: the phrase (if the record names it) and pixel boxes."""
+
+    phrase: str | None
+    boxes: list[Box] = field(default_factory=list)
+    role: str | None = None
+
+
+def record_rng(seed: int, record_id: str) -> random.Random:
+    """A generator that depends only on (seed, record id): same phrasing whatever the worker count."""
+    digest = hashlib.blake2b(f"{seed}\x00{record_id}".encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+class Writer(ABC):
+    """Base of all model writers."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = ("rec", "reg", "grounded-caption")
+    formats: ClassVar[tuple[str, ...]] = ("parquet", "jsonl")
+    Options: ClassVar[type[WriterOptions]] = WriterOptions
+    #: template file stem under configs/templates (None: the writer uses no templates)
+    template_name: ClassVar[str | None] = None
+
+    def __init__(self, options: WriterOptions | None = None):
+        self.options = options if options is not None else self.Options()
+        self.templates = (
+            Templates.load(self.template_name, self.options.template_file) if self.template_name else None
+        )
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> Writer:
+        return cls(build_options(cls.Options, values, owner=f"writer {cls.name!r}"))
+
+    # --- what subclasses provide ------------------------------------------------------------------
+
+    @abstractmethod
+    def model_fields(self) -> list[tuple[str, pa.DataType]]:
+        """The writer's own columns, after the common ones."""
+
+    def render_rec(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def render_reg(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def render_grounded_caption(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def render_pointing(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @abstractmethod
+    def parse(self, record: dict[str, Any]) -> list[Decoded]:
+        """Invert the box spelling of one record (pixel boxes, using the record's width/height).
+
+        Raises :class:`~grounding_convert.errors.RecordError` when a token is malformed or out of range.
+        """
+
+    @abstractmethod
+    def tolerance(self, width: int, height: int) -> tuple[float, float]:
+        """Pixels of one quantization step along x and y: how far a decoded box may be off."""
+
+    # --- shared machinery --------------------------------------------------------------------------
+
+    def schema(self) -> pa.Schema:
+        return pa.schema(COMMON_FIELDS + self.model_fields())
+
+    def image_path(self, sample: Sample) -> str:
+        prefix = self.options.image_prefix
+        if not prefix:
+            return sample.image.file
+        return prefix.rstrip("/") + "/" + sample.image.file.lstrip("/")
+
+    def render(self, sample: Sample, task: str, seed: int) -> list[dict[str, Any]]:
+        """All records of one task for one sample ([] when the task does not apply)."""
+        if task in ("rec", "reg"):
+            method = self.render_rec if task == "rec" else self.render_reg
+            out = []
+            for index, region in grounded_regions(sample):
+                record_id = f"{sample.id}/{task}/{index}"
+                self._check_size(sample)
+                out.append(self._common(sample, task, record_id) | method(sample, region, record_rng(seed, record_id)))
+            return out
+        if task == "grounded-caption":
+            if not any(r.span is not None and r.boxes for r in sample.regions if r.role is None):
+                return []
+            record_id = f"{sample.id}/{task}"
+            self._check_size(sample)
+            return [self._common(sample, task, record_id) | self.render_grounded_caption(sample, record_rng(seed, record_id))]
+        if task == "pointing":
+            if not any(r.role == "answer" and r.boxes for r in sample.regions):
+                return []
+            record_id = f"{sample.id}/{task}"
+            self._check_size(sample)
+            return [self._common(sample, task, record_id) | self.render_pointing(sample, record_rng(seed, record_id))]
+        raise ValueError(f"unknown task {task!r}")
+
+    def choose_template(self, task: str, rng: random.Random) -> str:
+        assert self.templates is not None, f"writer {self.name} has no templates"
+        return self.templates.choose(task, rng, self.options.language)
+
+    def _common(self, sample: Sample, task: str, record_id: str) -> dict[str, Any]:
+        return {
+            "id": record_id,
+            "sample_id": sample.id,
+            "task": task,
+            "image": self.image_path(sample),
+            "width": sample.image.width,
+            "height": sample.image.height,
+        }
+
+    @staticmethod
+    def _check_size(sample: Sample) -> None:
+        w, h = sample.image.width, sample.image.height
+        if not w or not h or w <= 0 or h <= 0:
+            raise RecordError("bad-size", f"image {sample.image.file!r} has no usable size ({w}x{h})")
+
+
+def grounded_regions(sample: Sample) -> list[tuple[int, Region]]:
+    """The regions REC/REG records are made from: plain (non-QA) regions with at least one box."""
+    return [(i, r) for i, r in enumerate(sample.regions) if r.role is None and r.boxes]
+
+
+def ordered_spans(sample: Sample) -> list[Region]:
+    """Regions with a span and boxes, in text order, with overlapping spans dropped (first wins).
+
+    Grounded captions insert tags at span ends; overlapping spans cannot both be tagged in place.
+    """
+    chosen: list[Region] = []
+    end = -1
+    for region in sorted(
+        (r for r in sample.regions if r.role is None and r.span is not None and r.boxes),
+        key=lambda r: (r.span[0], -r.span[1]),
+    ):
+        if region.span[0] >= end:
+            chosen.append(region)
+            end = region.span[1]
+    return chosen
+
+
+def check_tasks(writer: type[Writer], tasks: Sequence[str]) -> None:
+    from ..errors import UsageError
+
+    for task in tasks:
+        if task not in TASKS:
+            raise UsageError(f"unknown task {task!r} (tasks: {', '.join(TASKS)})")
+        if task not in writer.tasks:
+            raise UsageError(f"writer {writer.name!r} has no task {task!r} (it has: {', '.join(writer.tasks)})")
