@@ -38,6 +38,9 @@ class InputFileError(GroundingConvertError):
             text += f" (expected {expected})"
         super().__init__(text)
 
+    def __reduce__(self):  # survive the trip back from a worker process
+        return (type(self), (self.path, self.problem, self.expected))
+
 
 class UsageError(GroundingConvertError):
     """Options that do not fit together, an unknown reader, a non-empty output without --overwrite."""
@@ -51,6 +54,19 @@ class StrictStop(GroundingConvertError):
     exit_code = EXIT_FAILED
 
 
+class ReaderCrash(GroundingConvertError):
+    """An unexpected exception inside a plugin: reported with the partition, traceback kept for --debug."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, traceback_text: str = ""):
+        self.traceback_text = traceback_text
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.traceback_text))
+
+
 class RecordError(ValueError):
     """Raised inside a reader or writer for one bad record; the pipeline turns it into a Reject."""
 
@@ -59,6 +75,9 @@ class RecordError(ValueError):
         self.message = message
         self.raw = raw
         super().__init__(f"{reason}: {message}")
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.message, self.raw))
 
 
 # Reason codes used across readers and writers; plugins may add their own (kebab-case).
@@ -87,6 +106,7 @@ class Reject:
     source: str
     position: str | int | None = None
     raw: Any = None
+    split: str | None = None  # when the reader knows it, for per-split accounting
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -105,6 +125,7 @@ class Filtered:
     reason: str
     source: str = ""
     position: str | int | None = None
+    split: str | None = None
 
 
 @dataclass(slots=True)

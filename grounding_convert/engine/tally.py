@@ -1,0 +1,130 @@
+"""Counting: every input record is accounted for (read = written + rejected + filtered), per split, with
+reasons, plus the small distributions the dataset card shows.  Tallies are plain dicts of ints so that
+they travel between processes, live in commit markers, and merge in any order to the same totals.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..schema import Sample
+
+WORD_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55)
+AREA_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+REGION_BUCKETS = (0, 1, 2, 3, 5, 8, 13)
+
+
+def bucket(value: float, edges: tuple[float, ...]) -> str:
+    """Label of the first bucket whose upper edge holds ``value`` ("≤edge"), or ">last"."""
+    for edge in edges:
+        if value <= edge:
+            return f"<={edge:g}"
+    return f">{edges[-1]:g}"
+
+
+@dataclass
+class Tally:
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    filtered: int = 0
+    # split → {"read", "written", "rejected", "filtered"}; rejects a reader cannot place go to "(unknown)"
+    splits: dict[str, Counter] = field(default_factory=dict)
+    # split → task → records written
+    records: dict[str, Counter] = field(default_factory=dict)
+    reject_reasons: Counter = field(default_factory=Counter)
+    filter_reasons: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)
+    text_words: Counter = field(default_factory=Counter)
+    box_area: Counter = field(default_factory=Counter)
+    regions_per_sample: Counter = field(default_factory=Counter)
+    examples: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _split(self, split: str | None) -> Counter:
+        return self.splits.setdefault(split or "(unknown)", Counter())
+
+    def count_read(self, split: str | None) -> None:
+        self.read += 1
+        self._split(split)["read"] += 1
+
+    def count_written(self, sample: Sample, per_task: dict[str, int], split: str) -> None:
+        self.written += 1
+        self._split(split)["written"] += 1
+        tasks = self.records.setdefault(split, Counter())
+        for task, n in per_task.items():
+            tasks[task] += n
+        self.text_words[bucket(len(sample.text.split()), WORD_BUCKETS)] += 1
+        self.regions_per_sample[bucket(len(sample.regions), REGION_BUCKETS)] += 1
+        w, h = sample.image.width or 0, sample.image.height or 0
+        if w > 0 and h > 0:
+            for region in sample.regions:
+                for x1, y1, x2, y2 in region.boxes:
+                    self.box_area[bucket((x2 - x1) * (y2 - y1) / (w * h), AREA_BUCKETS)] += 1
+
+    def count_rejected(self, split: str | None, reason: str) -> None:
+        self.rejected += 1
+        self._split(split)["rejected"] += 1
+        self.reject_reasons[reason] += 1
+
+    def count_filtered(self, split: str | None, reason: str) -> None:
+        self.filtered += 1
+        self._split(split)["filtered"] += 1
+        self.filter_reasons[reason] += 1
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.written + self.rejected + self.filtered
+
+    def total_records(self) -> int:
+        return sum(sum(c.values()) for c in self.records.values())
+
+    def merge(self, other: Tally) -> None:
+        self.read += other.read
+        self.written += other.written
+        self.rejected += other.rejected
+        self.filtered += other.filtered
+        for name in ("splits", "records"):
+            mine = getattr(self, name)
+            for key, counter in getattr(other, name).items():
+                mine.setdefault(key, Counter()).update(counter)
+        for name in ("reject_reasons", "filter_reasons", "notes", "text_words", "box_area", "regions_per_sample"):
+            getattr(self, name).update(getattr(other, name))
+        for task, example in other.examples.items():
+            self.examples.setdefault(task, example)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "written": self.written,
+            "rejected": self.rejected,
+            "filtered": self.filtered,
+            "splits": {k: dict(sorted(v.items())) for k, v in sorted(self.splits.items())},
+            "records": {k: dict(sorted(v.items())) for k, v in sorted(self.records.items())},
+            "reject_reasons": dict(sorted(self.reject_reasons.items())),
+            "filter_reasons": dict(sorted(self.filter_reasons.items())),
+            "notes": dict(sorted(self.notes.items())),
+            "text_words": dict(self.text_words),
+            "box_area": dict(self.box_area),
+            "regions_per_sample": dict(self.regions_per_sample),
+            "examples": self.examples,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tally:
+        return cls(
+            read=d["read"],
+            written=d["written"],
+            rejected=d["rejected"],
+            filtered=d["filtered"],
+            splits={k: Counter(v) for k, v in d["splits"].items()},
+            records={k: Counter(v) for k, v in d["records"].items()},
+            reject_reasons=Counter(d["reject_reasons"]),
+            filter_reasons=Counter(d["filter_reasons"]),
+            notes=Counter(d["notes"]),
+            text_words=Counter(d["text_words"]),
+            box_area=Counter(d["box_area"]),
+            regions_per_sample=Counter(d["regions_per_sample"]),
+            examples=dict(d.get("examples", {})),
+        )

@@ -1,0 +1,131 @@
+"""Shard files: one writer's records for one split of one partition, rotated by size or count.
+
+Each shard is written under a hidden temporary name and renamed when complete, so an interrupted run
+never leaves a file that looks finished.  Parquet row groups have a fixed number of rows, so the bytes
+depend only on the records (never on timing or worker count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .storage import Store, tmp_name
+
+FORMATS = ("parquet", "jsonl", "tsv")
+EXTENSIONS = {"parquet": "parquet", "jsonl": "jsonl", "tsv": "tsv"}
+ROW_GROUP = 2000
+
+
+@dataclass(slots=True)
+class ShardInfo:
+    split: str
+    file: str  # relative to the output root
+    records: int
+    bytes: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def partition_shard_name(split: str, partition: int, part: int, fmt: str) -> str:
+    """Name while the run is going on; :mod:`finalize` renames to ``{split}-{i:05d}-of-{n:05d}``."""
+    return f"data/{split}-p{partition:05d}-{part:04d}.{EXTENSIONS[fmt]}"
+
+
+class ShardSink:
+    """Accepts records one by one and writes them into ``data/`` shards for one (partition, split)."""
+
+    def __init__(
+        self,
+        store: Store,
+        split: str,
+        partition: int,
+        fmt: str,
+        schema: pa.Schema,
+        max_records: int,
+        max_bytes: int,
+        tsv_row: Callable[[dict[str, Any]], list[str]] | None = None,
+    ):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}")
+        self.store, self.split, self.partition, self.fmt, self.schema = store, split, partition, fmt, schema
+        self.max_records, self.max_bytes = max_records, max_bytes
+        self.tsv_row = tsv_row
+        self.finished: list[ShardInfo] = []
+        self._part = 0
+        self._fh: IO[bytes] | None = None
+        self._pq: pq.ParquetWriter | None = None
+        self._buffer: list[dict[str, Any]] = []
+        self._records = 0
+        self._name = ""
+
+    def add(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
+            self._open()
+        self._records += 1
+        if self.fmt == "parquet":
+            self._buffer.append(record)
+            if len(self._buffer) >= ROW_GROUP:
+                self._flush_parquet()
+        elif self.fmt == "jsonl":
+            self._fh.write(orjson.dumps(record) + b"\n")
+        else:
+            assert self.tsv_row is not None, "tsv needs the writer's tsv_row"
+            self._fh.write(("\t".join(self.tsv_row(record)) + "\n").encode())
+        if self._records >= self.max_records or self._fh.tell() >= self.max_bytes:
+            self._close_current()
+
+    def close(self) -> list[ShardInfo]:
+        if self._fh is not None:
+            self._close_current()
+        return self.finished
+
+    def abort(self) -> None:
+        """Drop the unfinished shard (its temporary file) after an error."""
+        if self._fh is not None:
+            try:
+                if self._pq is not None:
+                    self._pq.close()
+                self._fh.close()
+            finally:
+                self.store.remove(tmp_name(self._name))
+                self._fh = self._pq = None
+
+    def _open(self) -> None:
+        self._name = partition_shard_name(self.split, self.partition, self._part, self.fmt)
+        self._fh = self.store.open(tmp_name(self._name), "wb")
+        if self.fmt == "parquet":
+            self._pq = pq.ParquetWriter(self._fh, self.schema, compression="zstd")
+
+    def _flush_parquet(self) -> None:
+        if self._buffer:
+            table = pa.Table.from_pylist(self._buffer, schema=self.schema)
+            self._pq.write_table(table, row_group_size=ROW_GROUP)
+            self._buffer = []
+
+    def _close_current(self) -> None:
+        if self.fmt == "parquet":
+            self._flush_parquet()
+            self._pq.close()
+            self._pq = None
+        self._fh.close()
+        self._fh = None
+        self.store.rename(tmp_name(self._name), self._name)
+        self.finished.append(
+            ShardInfo(
+                split=self.split,
+                file=self._name,
+                records=self._records,
+                bytes=self.store.size(self._name),
+                sha256=self.store.sha256(self._name),
+            )
+        )
+        self._records = 0
+        self._part += 1
