@@ -1,0 +1,231 @@
+"""Qwen-VL fine-tuning records (FORMATS.md "Qwen-VL"): ``conversations`` with ``<ref>``/``<box>`` tags.
+
+Checked against QwenLM/Qwen-VL:
+
+* ``README.md`` § Finetuning / Data preparation: a record is ``{"id", "conversations": [{"from": "user" |
+  "assistant", "value"}]}``; the user turn starts ``Picture 1: <img>{path}</img>\\n``; a box is
+  ``<box>(x1,y1),(x2,y2)</box>`` with values "normalized in the range [0, 1000)", named by a preceding
+  ``<ref>…</ref>``; example REC turn ``框出图中的格子衬衫`` →
+  ``<ref>格子衬衫</ref><box>(588,499),(725,789)</box>``.
+* ``tokenization_qwen.py`` (Hugging Face ``Qwen/Qwen-VL``): ``from_list_format`` spells boxes with
+  ``'(%d,%d),(%d,%d)'`` (integer truncation), ``_fetch_all_box_with_ref`` pairs each box with the
+  ``<ref>`` just before it, and ``draw_bbox_on_latest_picture`` decodes ``int(v / 1000 * size)``: scale 1000.
+* ``eval_mm/evaluate_grounding.py`` prompts ``<img>…</img><ref>{sent}</ref><box>`` and divides by 999
+  when scoring; that is an evaluation shortcut, the training spelling above uses 1000.
+
+Task choices (templates in ``configs/templates/qwen-vl.yaml``):
+
+* REG never names the phrase in the question: the region is ``<ref>this</ref><box>…</box>``, as in the
+  paper's region-captioning format ``<ref>This</ref><box>…</box> is`` → description.
+* Pointing (Visual7W): the question is followed by every candidate's ``<box>`` (choices and answer, in
+  region order, joined by ``", "``, without ``<ref>`` so names do not give the answer away); the answer is
+  ``<ref>{answer name}</ref><box>…</box>`` (just the box when the name is empty).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+import pyarrow as pa
+
+from .. import boxes
+from ..errors import RecordError, UsageError
+from ..schema import Box, Region, Sample
+from .base import Decoded, Writer, ordered_spans
+
+# int(v / size * 1000), clamped to 999: README.md "[0, 1000)" + tokenization_qwen.py "%d" (truncation).
+QUANTIZER = boxes.Quantizer(scale=1000, rounding="floor", max_index=999)
+
+CONVERSATION_TYPE = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
+
+# Tags the tokenizer treats specially; source text containing them could not be parsed back.
+SPECIAL_TAGS = ("<img>", "</img>", "<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>")
+
+IMAGE_PREFIX = re.compile(r"\APicture 1: <img>(.*?)</img>\n", re.S)
+TAG = re.compile(r"<ref>(.*?)</ref>|<box>(.*?)</box>", re.S)
+BOX_BODY = re.compile(r"\(([0-9]+),([0-9]+)\),\(([0-9]+),([0-9]+)\)")
+
+
+def box_tokens(box: Box, width: int, height: int) -> str:
+    """One box as ``<box>(x1,y1),(x2,y2)</box>`` (per-mille, truncated, top-left then bottom-right)."""
+    if not boxes.is_finite(box):
+        raise RecordError("bad-box", f"box {box!r} is not four finite numbers", box)
+    x1, y1, x2, y2 = QUANTIZER.encode_box(box, width, height)
+    return f"<box>({x1},{y1}),({x2},{y2})</box>"
+
+
+class QwenVlWriter(Writer):
+    """Qwen-VL / Qwen-VL-Chat fine-tuning conversations."""
+
+    name = "qwen-vl"
+    description = "Qwen-VL fine-tuning conversations: <ref>phrase</ref><box>(x1,y1),(x2,y2)</box>, 0-999"
+    tasks = ("rec", "reg", "grounded-caption", "pointing")
+    template_name = "qwen-vl"
+
+    def model_fields(self) -> list[tuple[str, pa.DataType]]:
+        return [("conversations", CONVERSATION_TYPE)]
+
+    def tolerance(self, width: int, height: int) -> tuple[float, float]:
+        return QUANTIZER.step(width, height)
+
+    # --- rendering ---------------------------------------------------------------------------------
+
+    def render_rec(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+        phrase = _clean(region.phrase, sample)
+        prompt = self._prompt("rec", rng, phrase=phrase)
+        return self._conversation(sample, prompt, f"<ref>{phrase}</ref>{self._boxes(sample, region)}")
+
+    def render_reg(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+        prompt = self._prompt("reg", rng, boxes=self._boxes(sample, region))
+        return self._conversation(sample, prompt, _clean(region.phrase, sample))
+
+    def render_grounded_caption(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+        text = _clean(sample.text, sample)
+        parts: list[str] = []
+        cursor = 0
+        for region in ordered_spans(sample):
+            start, end = region.span
+            parts.append(text[cursor:start])
+            parts.append(f"<ref>{text[start:end]}</ref>{self._boxes(sample, region)}")
+            cursor = end
+        parts.append(text[cursor:])
+        return self._conversation(sample, self._prompt("grounded-caption", rng), "".join(parts))
+
+    def render_pointing(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+        candidates = [r for r in sample.regions if r.role in ("choice", "answer")]
+        for region in candidates:
+            if len(region.boxes) != 1:
+                raise RecordError(
+                    "render-failed",
+                    f"sample {sample.id}: pointing candidate {region.phrase!r} has {len(region.boxes)} boxes "
+                    "(expected exactly one)",
+                )
+        answer = next(r for r in candidates if r.role == "answer")
+        spelled = ", ".join(self._boxes(sample, r) for r in candidates)
+        prompt = self._prompt("pointing", rng, question=_clean(sample.text, sample), candidates=spelled)
+        name = _clean(answer.phrase, sample)
+        reply = (f"<ref>{name}</ref>" if name else "") + self._boxes(sample, answer)
+        return self._conversation(sample, prompt, reply)
+
+    def _boxes(self, sample: Sample, region: Region) -> str:
+        w, h = sample.image.width, sample.image.height
+        return "".join(box_tokens(b, w, h) for b in region.boxes)
+
+    def _prompt(self, task: str, rng: random.Random, **values: str) -> str:
+        template = self.choose_template(task, rng)
+        try:
+            return template.format(**values)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise UsageError(
+                f"{self.templates.source}: {task} template {template!r} is not usable "
+                f"(placeholders available: {', '.join(values) or 'none'}): {exc}"
+            ) from exc
+
+    def _conversation(self, sample: Sample, prompt: str, reply: str) -> dict[str, Any]:
+        image = _clean(self.image_path(sample), sample)
+        return {
+            "conversations": [
+                {"from": "user", "value": f"Picture 1: <img>{image}</img>\n{prompt}"},
+                {"from": "assistant", "value": reply},
+            ]
+        }
+
+    # --- parsing -----------------------------------------------------------------------------------
+
+    def parse(self, record: dict[str, Any]) -> list[Decoded]:
+        width, height = _size(record)
+        user, reply = _turns(record)
+        match = IMAGE_PREFIX.match(user)
+        if match is None:
+            raise RecordError(
+                "bad-record", "user turn does not start with 'Picture 1: <img>…</img>\\n'", user
+            )
+        question = _groups(user[match.end() :], width, height)
+        answer = _groups(reply, width, height)
+        task = record.get("task")
+        if task == "reg":
+            return [Decoded(reply, [b for g in question for b in g.boxes])]
+        if task == "pointing":
+            return _pointing(question, answer)
+        return question + answer
+
+
+def _pointing(question: list[Decoded], answer: list[Decoded]) -> list[Decoded]:
+    """Candidates in prompt order; the one the reply points at becomes the named ``answer``."""
+    chosen = [b for g in answer for b in g.boxes]
+    if len(chosen) != 1:
+        raise RecordError("bad-box", f"pointing reply holds {len(chosen)} boxes (expected one)", answer)
+    name = answer[0].phrase if answer[0].boxes else None
+    out = [Decoded(None, [b], "choice") for g in question for b in g.boxes]
+    for item in out:
+        if item.boxes[0] == chosen[0]:
+            item.phrase, item.role = name, "answer"
+            return out
+    return [*out, Decoded(name, chosen, "answer")]
+
+
+def _groups(text: str, width: int, height: int) -> list[Decoded]:
+    """Each ``<ref>`` with the ``<box>``es right after it (boxes with no ``<ref>`` get phrase None)."""
+    out: list[Decoded] = []
+    current: Decoded | None = None
+    last = 0
+    for match in TAG.finditer(text):
+        between = text[last : match.start()]
+        last = match.end()
+        ref, body = match.group(1), match.group(2)
+        if ref is not None:
+            current = Decoded(ref)
+            out.append(current)
+            continue
+        if current is None or between.strip():
+            current = Decoded(None)
+            out.append(current)
+        current.boxes.append(_decode(body, width, height))
+    leftover = TAG.sub("", text)
+    for tag in SPECIAL_TAGS[2:6]:
+        if tag in leftover:
+            raise RecordError("bad-box", f"unbalanced {tag} in {text!r}", text)
+    return out
+
+
+def _decode(body: str, width: int, height: int) -> Box:
+    match = BOX_BODY.fullmatch(body)
+    if match is None:
+        raise RecordError("bad-box", f"box {body!r} is not '(x1,y1),(x2,y2)' with integer coordinates", body)
+    q = [int(v) for v in match.groups()]
+    if not all(QUANTIZER.in_range(v) for v in q):
+        raise RecordError("bad-box", f"box {body!r} has a coordinate outside 0..{QUANTIZER.max_index}", body)
+    if q[0] > q[2] or q[1] > q[3]:
+        raise RecordError("bad-box", f"box {body!r} has its corners the wrong way round", body)
+    return QUANTIZER.decode_box(q, width, height)
+
+
+def _size(record: dict[str, Any]) -> tuple[int, int]:
+    width, height = record.get("width"), record.get("height")
+    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+        raise RecordError("bad-size", f"record {record.get('id')!r} has no usable size ({width}x{height})")
+    return width, height
+
+
+def _turns(record: dict[str, Any]) -> tuple[str, str]:
+    conversations = record.get("conversations")
+    if not isinstance(conversations, list) or len(conversations) != 2:
+        raise RecordError("missing-key", f"record {record.get('id')!r} needs a two-turn 'conversations' list")
+    turns = []
+    for turn, role in zip(conversations, ("user", "assistant"), strict=True):
+        if not isinstance(turn, dict) or turn.get("from") != role or not isinstance(turn.get("value"), str):
+            raise RecordError(
+                "wrong-type", f"record {record.get('id')!r}: expected a {role!r} turn, got {turn!r}"
+            )
+        turns.append(turn["value"])
+    return turns[0], turns[1]
+
+
+def _clean(text: str, sample: Sample) -> str:
+    """Refuse source text holding Qwen-VL's own tags: the record could not be parsed back."""
+    for tag in SPECIAL_TAGS:
+        if tag in text:
+            raise RecordError("render-failed", f"sample {sample.id}: text {text!r} contains the tag {tag}")
+    return text
