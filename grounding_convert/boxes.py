@@ -68,7 +68,7 @@ def is_empty(box: Sequence[float]) -> bool:
 
 def is_inside(box: Sequence[float], width: float, height: float) -> bool:
     x1, y1, x2, y2 = box
-    return 0.0 <= x1 and 0.0 <= y1 and x2 <= width and y2 <= height
+    return x1 >= 0.0 and y1 >= 0.0 and x2 <= width and y2 <= height
 
 
 def clip(box: Sequence[float], width: float, height: float) -> Box:

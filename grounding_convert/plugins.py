@@ -7,7 +7,7 @@ dataset or model is a package of its own with an entry point in ``grounding_conv
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import entry_points
 
 from .errors import UsageError
@@ -18,7 +18,7 @@ READER_GROUP = "grounding_convert.readers"
 WRITER_GROUP = "grounding_convert.writers"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _group(group: str) -> dict[str, object]:
     return {ep.name: ep for ep in sorted(entry_points(group=group), key=lambda e: e.name)}
 

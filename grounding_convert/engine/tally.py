@@ -24,13 +24,21 @@ def bucket(value: float, edges: tuple[float, ...]) -> str:
     return f">{edges[-1]:g}"
 
 
+UNSPLIT_KEY = "(unsplit)"
+
+
+def split_key(split: str | None) -> str:
+    return split or UNSPLIT_KEY
+
+
 @dataclass
 class Tally:
     read: int = 0
     written: int = 0
     rejected: int = 0
     filtered: int = 0
-    # split → {"read", "written", "rejected", "filtered"}; rejects a reader cannot place go to "(unknown)"
+    # split → {"read", "written", "rejected", "filtered"}; unsplit datasets (and rejects a reader cannot
+    # place) count under "(unsplit)"
     splits: dict[str, Counter] = field(default_factory=dict)
     # split → task → records written
     records: dict[str, Counter] = field(default_factory=dict)
@@ -43,16 +51,16 @@ class Tally:
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def _split(self, split: str | None) -> Counter:
-        return self.splits.setdefault(split or "(unknown)", Counter())
+        return self.splits.setdefault(split_key(split), Counter())
 
     def count_read(self, split: str | None) -> None:
         self.read += 1
         self._split(split)["read"] += 1
 
-    def count_written(self, sample: Sample, per_task: dict[str, int], split: str) -> None:
+    def count_written(self, sample: Sample, per_task: dict[str, int]) -> None:
         self.written += 1
-        self._split(split)["written"] += 1
-        tasks = self.records.setdefault(split, Counter())
+        self._split(sample.split)["written"] += 1
+        tasks = self.records.setdefault(split_key(sample.split), Counter())
         for task, n in per_task.items():
             tasks[task] += n
         self.text_words[bucket(len(sample.text.split()), WORD_BUCKETS)] += 1

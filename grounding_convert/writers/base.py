@@ -190,7 +190,7 @@ def check_tasks(writer: type[Writer], tasks: Sequence[str]) -> None:
     from ..errors import UsageError
 
     for task in tasks:
-        if task not in TASKS:
+        if task not in TASKS and task not in writer.tasks:
             raise UsageError(f"unknown task {task!r} (tasks: {', '.join(TASKS)})")
         if task not in writer.tasks:
             raise UsageError(f"writer {writer.name!r} has no task {task!r} (it has: {', '.join(writer.tasks)})")

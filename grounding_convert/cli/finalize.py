@@ -1,0 +1,24 @@
+"""``grounding-convert finalize``: merge the slices of a cluster run into one finished output."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..output.finalize import finalize
+from ..output.storage import Store
+from .common import reported_errors
+
+
+def finalize_command(
+    output: Annotated[str, typer.Argument(help="The output directory all workers wrote into.")],
+) -> None:
+    """Name the shards -of-NNNNN, merge the workers' counts into manifest.json and the dataset card."""
+    with reported_errors():
+        done = finalize(Store(output))
+        t = done.tally
+        typer.echo(
+            f"finalized {output}: {len(done.shards)} shard(s); read {t.read:,} = written {t.written:,} "
+            f"+ rejected {t.rejected:,} + filtered {t.filtered:,}"
+        )

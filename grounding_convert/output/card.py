@@ -1,0 +1,141 @@
+"""The dataset card (``README.md``) of an output directory.
+
+Its YAML header lets ``datasets.load_dataset(output_dir)`` load the shards unchanged (and the Hub
+viewer show them); its body says where the data came from, with which options, how many records per
+split and task, what was rejected and why, the box-size and text-length distributions, an example
+record per task and how to load it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import yaml
+
+from .. import __version__
+from ..engine.tally import AREA_BUCKETS, REGION_BUCKETS, WORD_BUCKETS, Tally, bucket
+
+LOADERS = {"parquet": "parquet", "jsonl": "json"}
+
+
+def render_card(job: dict[str, Any], tally: Tally, shards: list[dict[str, Any]]) -> str:
+    identity = job["identity"]
+    fmt = identity["format"]
+    splits = sorted({s["split"] for s in shards})
+    header: dict[str, Any] = {
+        "pretty_name": f"{identity['reader']} → {identity['writer']} ({', '.join(identity['tasks'])})",
+        "tags": ["visual-grounding", "grounding-convert", identity["writer"]],
+    }
+    if fmt in LOADERS and splits:
+        header["configs"] = [
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits],
+            }
+        ]
+    parts = ["---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).strip(), "---", ""]
+    parts += [
+        f"# {identity['reader']} → {identity['writer']}",
+        "",
+        f"Made by `grounding-convert` {__version__} from `{identity['input']}` with reader "
+        f"`{identity['reader']}` and writer `{identity['writer']}`, tasks {', '.join(identity['tasks'])}, "
+        f"format {fmt}. Every input record is accounted for: read = written + rejected + filtered "
+        f"({tally.read:,} = {tally.written:,} + {tally.rejected:,} + {tally.filtered:,}).",
+        "",
+        "## Options",
+        "",
+        "```yaml",
+        yaml.safe_dump(identity, sort_keys=True, allow_unicode=True).strip(),
+        "```",
+        "",
+        "## Counts per split",
+        "",
+        *_split_table(tally),
+        "",
+        *_reason_tables(tally),
+        "## Distributions",
+        "",
+        *_histogram("Words per text", tally.text_words, WORD_BUCKETS),
+        *_histogram("Box area / image area", tally.box_area, AREA_BUCKETS),
+        *_histogram("Regions per sample", tally.regions_per_sample, REGION_BUCKETS),
+        "## Example record per task",
+        "",
+    ]
+    for task in sorted(tally.examples):
+        parts += [f"### {task}", "", "```json", _example_json(tally.examples[task]), "```", ""]
+    parts += ["## How to load", "", *_how_to_load(fmt, splits), ""]
+    parts += ["## Files", "", "| split | shard | records | bytes |", "|---|---|---:|---:|"]
+    parts += [f"| {s['split']} | `{s['file']}` | {s['records']:,} | {s['bytes']:,} |" for s in shards]
+    return "\n".join(parts) + "\n"
+
+
+def _split_table(tally: Tally) -> list[str]:
+    tasks = sorted({t for c in tally.records.values() for t in c})
+    head = "| split | read | written | rejected | filtered | " + " | ".join(f"{t} records" for t in tasks) + " |"
+    rows = [head, "|---" * (5 + len(tasks)) + "|"]
+    for split in sorted(tally.splits):
+        c = tally.splits[split]
+        recs = tally.records.get(split, {})
+        rows.append(
+            f"| {split} | {c['read']:,} | {c['written']:,} | {c['rejected']:,} | {c['filtered']:,} | "
+            + " | ".join(f"{recs.get(t, 0):,}" for t in tasks)
+            + " |"
+        )
+    return rows
+
+
+def _reason_tables(tally: Tally) -> list[str]:
+    out: list[str] = []
+    for title, counter in (
+        ("Rejected (see `rejects/`)", tally.reject_reasons),
+        ("Filtered", tally.filter_reasons),
+        ("Repairs made and counted", tally.notes),
+    ):
+        if counter:
+            out += [f"## {title}", "", "| reason | count |", "|---|---:|"]
+            out += [f"| {k} | {v:,} |" for k, v in sorted(counter.items())]
+            out.append("")
+    return out
+
+
+def _histogram(title: str, counter: dict[str, int], edges: tuple[float, ...]) -> list[str]:
+    labels = [bucket(e, edges) for e in edges] + [f">{edges[-1]:g}"]
+    total = sum(counter.values()) or 1
+    rows = [f"**{title}**", "", "| bucket | count | share |", "|---|---:|---:|"]
+    rows += [f"| {lab} | {counter.get(lab, 0):,} | {counter.get(lab, 0) / total:.1%} |" for lab in labels]
+    return rows + [""]
+
+
+def _example_json(record: dict[str, Any], limit: int = 300) -> str:
+    def shorten(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            return value[:limit] + f"… ({len(value)} chars)"
+        if isinstance(value, list):
+            return [shorten(v) for v in value]
+        if isinstance(value, dict):
+            return {k: shorten(v) for k, v in value.items()}
+        return value
+
+    return orjson.dumps(shorten(record), option=orjson.OPT_INDENT_2).decode()
+
+
+def _how_to_load(fmt: str, splits: list[str]) -> list[str]:
+    if fmt in LOADERS:
+        first = splits[0] if splits else "train"
+        return [
+            "```python",
+            "from datasets import load_dataset",
+            "",
+            "ds = load_dataset('path/to/this/folder')  # reads the YAML header above",
+            f"print(ds['{first}'][0])",
+            "```",
+        ]
+    return [
+        "OFA-style TSV (no header; columns uniq_id, image_id, text, region_coord, image):",
+        "",
+        "```python",
+        "import csv",
+        "rows = csv.reader(open('data/<shard>.tsv'), delimiter='\\t')",
+        "```",
+    ]

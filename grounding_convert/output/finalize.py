@@ -1,0 +1,78 @@
+"""Finalize an output directory: name shards ``{split}-{i:05d}-of-{n:05d}``, write manifest and card.
+
+Runs at the end of a normal ``convert``, or on its own (``grounding-convert finalize OUT``) after the
+slices of a SLURM array have all committed their partitions.  It is idempotent: it can be run again
+after an interruption and ends in the same files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import __version__
+from ..engine.job import JOB_FILE, PLAN_FILE
+from ..engine.pipeline import marker_name
+from ..engine.tally import Tally
+from ..errors import UsageError
+from .card import render_card
+from .shards import EXTENSIONS
+from .storage import Store
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Finalized:
+    tally: Tally
+    shards: list[dict[str, Any]]
+    job: dict[str, Any]
+
+
+def load_state(store: Store) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not store.exists(JOB_FILE) or not store.exists(PLAN_FILE):
+        raise UsageError(f"{store.url} holds no grounding-convert run (no {JOB_FILE}); run convert first")
+    return store.read_json(JOB_FILE), store.read_json(PLAN_FILE)
+
+
+def finalize(store: Store) -> Finalized:
+    job, plan = load_state(store)
+    indices = [p["index"] for p in plan["partitions"]]
+    missing = [i for i in indices if not store.exists(marker_name(i))]
+    if missing:
+        raise UsageError(
+            f"{len(missing)} of {len(indices)} partitions are not committed yet (first: {missing[0]}); "
+            "run the remaining workers (or convert --resume) before finalize"
+        )
+    results = [store.read_json(marker_name(i)) for i in indices]
+    tally = Tally()
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        tally.merge(Tally.from_dict(result["tally"]))
+        for shard in result["shards"]:
+            by_split.setdefault(shard["split"], []).append(shard)
+    ext = EXTENSIONS[job["identity"]["format"]]
+    final_shards: list[dict[str, Any]] = []
+    for split in sorted(by_split):
+        shards = by_split[split]
+        for i, shard in enumerate(shards):
+            target = f"data/{split}-{i:05d}-of-{len(shards):05d}.{ext}"
+            if store.exists(shard["file"]):
+                store.rename(shard["file"], target)
+            elif not store.exists(target):
+                raise UsageError(f"shard {shard['file']} of a committed partition is missing from {store.url}")
+            final_shards.append({**shard, "file": target})
+    manifest = {
+        "tool": "grounding-convert",
+        "version": __version__,
+        "job": job["identity"],
+        "inputs": job.get("inputs", {}),
+        "partitions": len(indices),
+        "shards": final_shards,
+        "rejects": [r["rejects"] for r in results if r.get("rejects")],
+        "counts": {k: v for k, v in tally.to_dict().items() if k != "examples"},
+        "balanced": tally.balanced,
+    }
+    store.write_json_atomic(MANIFEST, manifest)
+    store.write_bytes_atomic("README.md", render_card(job, tally, final_shards).encode())
+    return Finalized(tally=tally, shards=final_shards, job=job)

@@ -1,0 +1,103 @@
+"""The canonical reader: reads back what ``--to canonical`` wrote (Parquet or JSONL shards).
+
+A cluster job can normalize a dataset once and render several models from the same canonical shards.
+One partition per shard file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import InputFileError, Reject
+from ..schema import Sample
+from .base import Partition, Reader, ReadItem
+
+SUFFIXES = (".parquet", ".jsonl")
+
+
+class CanonicalReader(Reader):
+    """Canonical samples from a `--to canonical` output folder (or single shard files)."""
+
+    name = "canonical"
+    dataset = "canonical"
+
+    def input_files(self, input_path: str) -> list[Path]:
+        root = Path(input_path)
+        if root.is_file():
+            return [root]
+        folder = root / "data" if (root / "data").is_dir() else root
+        return sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and not p.name.startswith("."))
+
+    def plan(self, input_path: str) -> list[Partition]:
+        root = Path(input_path)
+        if not root.exists():
+            raise InputFileError(input_path, "does not exist", "a --to canonical output folder or shard file")
+        files = self.input_files(input_path)
+        if not files:
+            raise InputFileError(input_path, "holds no .parquet or .jsonl shards", "a --to canonical output folder")
+        return [Partition(i, f.stem, str(f)) for i, f in enumerate(files)]
+
+    def read(self, partition: Partition) -> Iterator[ReadItem]:
+        path = partition.source
+        if path.endswith(".parquet"):
+            rows = self._parquet_rows(path)
+        else:
+            rows = self._jsonl_rows(path)
+        for position, row in rows:
+            if isinstance(row, Reject):
+                yield row
+                continue
+            try:
+                sample = Sample.from_record(row)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                yield Reject("bad-record", f"not a canonical sample ({type(exc).__name__}: {exc})", path, position, row)
+                continue
+            if self.options.split and sample.split != self.options.split:
+                from ..errors import Filtered
+
+                yield Filtered("split", path, position, split=sample.split)
+                continue
+            yield sample
+
+    @staticmethod
+    def _parquet_rows(path: str) -> Iterator[tuple[int, dict | Reject]]:
+        try:
+            parquet = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFileError(path, f"not a readable Parquet file ({exc})", "canonical sample shards") from exc
+        missing = {"id", "dataset", "image", "text", "regions"} - set(parquet.schema_arrow.names)
+        if missing:
+            raise InputFileError(path, f"has no column(s) {', '.join(sorted(missing))}", "the canonical schema")
+        position = 0
+        for batch in parquet.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                yield position, row
+                position += 1
+
+    @staticmethod
+    def _jsonl_rows(path: str) -> Iterator[tuple[int, dict | Reject]]:
+        with open(path, "rb") as fh:
+            for line_number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield line_number, orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    yield line_number, Reject("bad-record", f"line {line_number} is not JSON ({exc})", path,
+                                              line_number, line[:200].decode("utf-8", "replace"))
+
+    @classmethod
+    def detect(cls, path: str) -> bool:
+        root = Path(path)
+        manifest = root / "manifest.json"
+        if manifest.is_file():
+            try:
+                return orjson.loads(manifest.read_bytes())["job"]["writer"] == "canonical"
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                return False
+        return False
