@@ -1,0 +1,229 @@
+"""CogVLM grounding models (THUDM/CogVLM): ``[[x1,y1,x2,y2]]`` per-mille boxes in plain text.
+
+What the CogVLM repository says (see the comments at each formula):
+
+* boxes are plain text, no special tokens: ``[[x1,y1,x2,y2]]``, corners in xyxy order, each value the
+  coordinate as a fraction of the image side times 1000, zero-padded to three digits, ``000``–``999``;
+* several boxes for one phrase go in one pair of brackets separated by ``;``: ``[[a,b,c,d;e,f,g,h]]``;
+* the fine-tuning label file is ``{"conversations": [{"role": "user", "content": …},
+  {"role": "assistant", "content": …}]}`` next to the image; our record adds ``id``/``image`` columns.
+
+Pointing (Visual7W) has no published CogVLM prompt: the user turn is the question plus the candidate
+boxes in a random (seeded) order, and the answer is the chosen box.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from .. import boxes as B
+from ..errors import RecordError
+from ..schema import Box, Region, Sample
+from .base import Decoded, Writer, ordered_spans
+
+# Encoding: THUDM/CogVLM README.md "Format of coordination" (relative coordinate x 1000, zero-padded to
+# three digits, xyxy).  CogVLM itself ships only the decoder; the encoder of the same group is THUDM/CogCoM
+# cogcom/utils/grounding_parser.py refine_box / get_text_by_box (CogCoM is trained on CogVLM): it takes
+# math.floor(v / size * 1000) — truncation, as FORMATS.md's example 812.5 -> 812 and 468.75 -> 468 —
+# clamps the result to 999, and writes f"{q:03d}".  (refine_box also first clamps pixels to size - 1, so
+# a box touching the right/bottom border gets floor((size-1)/size*1000) there where we write 999: at most
+# one step apart.)  THUDM/CogVLM issue #165 (maintainer): values run from 000 to 999.
+# Decoding: THUDM/CogVLM utils/utils/grounding_parser.py boxstr_to_boxes reads int(v) / 1000 * size; our
+# Quantizer returns the centre of the truncated cell instead, half a step closer on average.
+QUANTIZER = B.Quantizer(scale=1000, rounding="floor", max_index=999)
+
+GROUP = re.compile(r"\[\[([^\[\]]*)\]\]")
+BOX = re.compile(r"\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*")
+#: format hints that CogVLM's own prompts spell in brackets (utils/utils/template.py caption_with_box)
+FORMAT_HINTS = frozenset({"x0,y0,x1,y1", "x1,y1,x2,y2", "xmin,ymin,xmax,ymax"})
+
+
+class CogVlmWriter(Writer):
+    """CogVLM grounding conversations: one user turn, one assistant turn per record."""
+
+    name = "cogvlm"
+    description = (
+        "CogVLM grounding: [[x1,y1,x2,y2]] per-mille boxes (000-999) in user/assistant conversations"
+    )
+    tasks = ("rec", "reg", "grounded-caption", "pointing")
+    template_name = "cogvlm"
+
+    def model_fields(self) -> list[tuple[str, pa.DataType]]:
+        turn = pa.struct([("role", pa.string()), ("content", pa.string())])
+        return [("conversations", pa.list_(turn))]
+
+    def tolerance(self, width: int, height: int) -> tuple[float, float]:
+        return QUANTIZER.step(width, height)
+
+    # --- rendering -----------------------------------------------------------------------------------
+
+    def render_rec(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+        phrase = _plain(region.phrase, sample)
+        prompt = self.choose_template("rec", rng).replace("{phrase}", phrase)
+        return _conversation(prompt, spell(region.boxes, sample.image.width, sample.image.height))
+
+    def render_reg(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+        phrase = _plain(region.phrase, sample)
+        boxes = spell(region.boxes, sample.image.width, sample.image.height)
+        return _conversation(self.choose_template("reg", rng).replace("{boxes}", boxes), phrase)
+
+    def render_grounded_caption(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+        text = _plain(sample.text, sample)
+        pieces, start = [], 0
+        for region in ordered_spans(sample):
+            end = region.span[1]
+            pieces += [text[start:end], " ", spell(region.boxes, sample.image.width, sample.image.height)]
+            start = end
+        pieces.append(text[start:])
+        return _conversation(self.choose_template("grounded-caption", rng), "".join(pieces))
+
+    def render_pointing(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+        question = _plain(sample.text, sample)
+        w, h = sample.image.width, sample.image.height
+        answers = [r for r in sample.regions if r.role == "answer" and r.boxes]
+        if len(answers) != 1:
+            raise RecordError(
+                "render-failed", f"sample {sample.id}: pointing needs one answer region, has {len(answers)}"
+            )
+        candidates = [r for r in sample.regions if r.role in ("answer", "choice") and r.boxes]
+        rng.shuffle(candidates)  # seeded by the record id: the answer is not always first
+        listed = ", ".join(spell(r.boxes, w, h) for r in candidates)
+        prompt = (
+            self.choose_template("pointing", rng).replace("{question}", question).replace("{boxes}", listed)
+        )
+        return _conversation(prompt, spell(answers[0].boxes, w, h))
+
+    # --- parsing -------------------------------------------------------------------------------------
+
+    def parse(self, record: dict[str, Any]) -> list[Decoded]:
+        width, height = _size(record)
+        user, assistant = _turns(record)
+        task = record.get("task")
+        if task == "rec":
+            groups = box_groups(assistant, width, height)
+            if len(groups) != 1:
+                raise RecordError(
+                    "bad-box", f"REC answer {assistant!r} holds {len(groups)} box groups (expected 1)"
+                )
+            return [Decoded(self._phrase(user), groups[0][1])]
+        if task == "reg":
+            groups = box_groups(user, width, height)
+            if len(groups) != 1:
+                raise RecordError(
+                    "bad-box", f"REG question {user!r} holds {len(groups)} box groups (expected 1)"
+                )
+            return [Decoded(assistant, groups[0][1])]
+        if task == "grounded-caption":
+            return [Decoded(None, boxes) for _, boxes in box_groups(assistant, width, height)]
+        if task == "pointing":
+            answer = box_groups(assistant, width, height)
+            if len(answer) != 1:
+                raise RecordError("bad-box", f"pointing answer {assistant!r} holds {len(answer)} box groups")
+            choices = box_groups(user, width, height)
+            spelled = [text for text, _ in choices]
+            if answer[0][0] in spelled:  # the candidates list the answer too; the rest are the choices
+                del choices[spelled.index(answer[0][0])]
+            return [Decoded(None, answer[0][1], "answer")] + [Decoded(None, b, "choice") for _, b in choices]
+        raise RecordError("bad-record", f"record {record.get('id')!r} has unknown task {task!r}")
+
+    def _phrase(self, user: str) -> str | None:
+        """The phrase a REC question was made from: the most specific ``rec`` template that fits it."""
+        assert self.templates is not None
+        best: tuple[int, str] | None = None
+        for pool in self.templates.table.get("rec", {}).values():
+            for template in pool:
+                head, sep, tail = template.partition("{phrase}")
+                fixed = len(head) + len(tail)
+                fits = sep and len(user) > fixed and user.startswith(head) and user.endswith(tail)
+                if fits and (best is None or fixed > best[0]):
+                    best = (fixed, user[len(head) : len(user) - len(tail)])
+        return best[1] if best else None
+
+
+# --- box spelling ------------------------------------------------------------------------------------
+
+
+def spell(boxes: Sequence[Box], width: float, height: float) -> str:
+    """Boxes of one phrase → ``[[x1,y1,x2,y2;x1,y1,x2,y2]]`` (three-digit per-mille values)."""
+    if not boxes:
+        raise RecordError("empty-box", "a grounded phrase has no boxes")
+    parts = []
+    for box in boxes:
+        if not B.is_finite(box) or B.is_empty(box):
+            raise RecordError("bad-box", f"box {list(box)} is not a valid xyxy box", list(box))
+        q = QUANTIZER.encode_box(box, width, height)
+        if q[0] >= q[2] or q[1] >= q[3]:
+            raise RecordError(
+                "empty-box", f"box {list(box)} collapses to {q} in per-mille coordinates", list(box)
+            )
+        parts.append(",".join(f"{v:03d}" for v in q))
+    # THUDM/CogVLM issue #25 (maintainer) and THUDM/CogCoM get_text_by_box: several boxes of one phrase are
+    # "[[coord_1;coord_2]]" (";" with no space).  CogCoM shuffles their order; we keep the region's order.
+    return "[[" + ";".join(parts) + "]]"
+
+
+def box_groups(text: str, width: float, height: float) -> list[tuple[str, list[Box]]]:
+    """Every ``[[…]]`` group in ``text`` (format hints skipped) → (its spelling, its pixel boxes)."""
+    matches = list(GROUP.finditer(text))
+    if text.count("[[") != len(matches) or text.count("]]") != len(matches):
+        raise RecordError("bad-box", f"malformed or unbalanced [[ ]] in {text!r}", text)
+    groups = []
+    for match in matches:
+        body = match.group(1)
+        if body.replace(" ", "") in FORMAT_HINTS:
+            continue
+        boxes = []
+        for part in body.split(";"):
+            found = BOX.fullmatch(part)
+            if found is None:
+                raise RecordError("bad-box", f"box {part!r} in {text!r} is not four integers 000..999", text)
+            q = [int(v) for v in found.groups()]
+            if not all(QUANTIZER.in_range(v) for v in q):
+                raise RecordError("bad-box", f"box {part!r} has a value outside 000..999", text)
+            boxes.append(QUANTIZER.decode_box(q, width, height))
+        groups.append((match.group(0), boxes))
+    return groups
+
+
+# --- small helpers -----------------------------------------------------------------------------------
+
+
+def _conversation(user: str, assistant: str) -> dict[str, Any]:
+    # THUDM/CogVLM dataset.md (CogVLM-SFT-311K "Conversation format") and
+    # finetune_demo/finetune_hf_peft_demo/dataset.py (reads label_data["conversations"][i]["content"]).
+    return {"conversations": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
+
+
+def _plain(text: str, sample: Sample) -> str:
+    """Text must not contain ``[[``/``]]`` (it would be read back as a box)."""
+    if not text:
+        raise RecordError("bad-text", f"sample {sample.id}: empty text")
+    if "[[" in text or "]]" in text:
+        raise RecordError("render-failed", f"sample {sample.id}: text {text!r} contains CogVLM box brackets")
+    return text
+
+
+def _size(record: dict[str, Any]) -> tuple[int, int]:
+    width, height = record.get("width"), record.get("height")
+    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+        raise RecordError("bad-size", f"record {record.get('id')!r} has no usable size ({width}x{height})")
+    return width, height
+
+
+def _turns(record: dict[str, Any]) -> tuple[str, str]:
+    turns = record.get("conversations")
+    if not isinstance(turns, list) or len(turns) != 2:
+        raise RecordError("missing-key", f"record {record.get('id')!r} needs a two-turn 'conversations' list")
+    out = []
+    for turn, role in zip(turns, ("user", "assistant"), strict=True):
+        if not isinstance(turn, dict) or turn.get("role") != role or not isinstance(turn.get("content"), str):
+            raise RecordError(
+                "wrong-type", f"record {record.get('id')!r}: expected a {role!r} turn, got {turn!r}"
+            )
+        out.append(turn["content"])
+    return out[0], out[1]
