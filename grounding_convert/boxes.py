@@ -82,6 +82,18 @@ def clip(box: Sequence[float], width: float, height: float) -> Box:
     ]
 
 
+def union(boxes: Sequence[Sequence[float]]) -> Box:
+    """The smallest box holding all of ``boxes`` (for formats that carry one box per phrase)."""
+    if not boxes:
+        raise BoxError("the union of no boxes is undefined")
+    return [
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    ]
+
+
 def normalize(box: Sequence[float], width: float, height: float) -> Box:
     """Pixels → fractions of the image size, per axis."""
     if not width or not height or width <= 0 or height <= 0:

@@ -131,7 +131,7 @@ class OfaWriter(Writer):
         }
 
     def _tokens(self, sample: Sample, region: Region) -> str:
-        chosen = [union(region.boxes)] if self.options.multi_box == "union" else region.boxes
+        chosen = [B.union(region.boxes)] if self.options.multi_box == "union" else region.boxes
         return box_tokens(chosen, sample.image.width, sample.image.height)
 
     # --- TSV -----------------------------------------------------------------------------------------
@@ -226,17 +226,7 @@ def token_runs(text: str, width: float, height: float) -> list[list[Box]]:
 def region_coord(boxes: Sequence[Box]) -> str:
     """OFA's ``region_coord`` column: one ``x1,y1,x2,y2`` box in original pixels, two decimals as in the
     RefCOCO row of OFA's README (``230.79,121.75,423.66,463.06``); several boxes → their union."""
-    return ",".join(f"{v:.2f}" for v in union(boxes))
-
-
-def union(boxes: Sequence[Box]) -> Box:
-    # The merged box of several boxes (min of the top-left corners, max of the bottom-right ones).
-    return [
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    ]
+    return ",".join(f"{v:.2f}" for v in B.union(boxes))
 
 
 # --- small helpers -----------------------------------------------------------------------------------
