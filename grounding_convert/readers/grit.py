@@ -1,0 +1,446 @@
+"""GRIT reader (SOURCES §5): captions whose noun chunks (or referring expressions) carry normalized boxes.
+
+Three layouts are read, all into the same samples:
+
+* the published parquet shards (a folder of ``*.parquet`` or one file), partitioned by row groups;
+  ``noun_chunks``/``ref_exps`` arrive as ``list<list<float64>>`` so offsets are floats (19.0);
+* the original ``grit_coyo.jsonl``, partitioned by byte ranges aligned to line starts at plan time;
+* an img2dataset webdataset download (``00000.tar`` with ``<key>.jpg/.txt/.json`` + ``00000.parquet``),
+  one partition per tar; rows of the beside-parquet whose ``status`` is not ``success`` are counted as
+  ``Filtered("download-failed")``.  A parquet with a ``status`` column (img2dataset's parquet output) is
+  treated the same way.
+
+Boxes are de-normalized with the size of the image the user actually has: img2dataset's ``width``/
+``height`` (the stored, possibly resized image) when the record was downloaded, else GRIT's own.
+``image.file`` is ``<key>.jpg`` for a download (the webdataset key; the tar is in ``meta.tar``) and
+``<id>.jpg`` for raw parquet/jsonl (GRIT's ``key`` is an img2dataset artefact the card says to omit;
+the id is unique and ``image.url`` says where to fetch it).  GRIT publishes a single set, which the HF
+hub exposes as ``train``, so ``split`` is ``"train"``.
+"""
+
+from __future__ import annotations
+
+import math
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import boxes
+from ..errors import Filtered, InputFileError, Note, Reject
+from ..schema import ImageRef, Region, Sample, grit_id
+from .base import Partition, Reader, ReaderOptions, ReadItem
+
+SPAN_FIELDS = {"noun-chunks": "noun_chunks", "ref-exps": "ref_exps"}
+COLUMNS = [
+    "key", "id", "url", "caption", "width", "height", "clip_similarity_vitb32", "clip_similarity_vitl14",
+    "status", "error_message", "original_width", "original_height",
+]  # fmt: skip
+META_KEYS = ("clip_similarity_vitb32", "clip_similarity_vitl14")
+SPLIT = "train"
+
+
+@dataclass
+class GritOptions(ReaderOptions):
+    spans: Literal["noun-chunks", "ref-exps"] = "noun-chunks"
+    min_score: float = 0.0
+    rows_per_partition: int = 50000
+
+
+class _Bad(ValueError):
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+class GritReader(Reader):
+    name = "grit"
+    dataset = "grit"
+    description = "GRIT (GrIT-20M, KOSMOS-2): parquet shards, grit_coyo.jsonl or an img2dataset download"
+    Options = GritOptions
+    options: GritOptions
+
+    # --- detection and planning ----------------------------------------------------------------------
+
+    @classmethod
+    def detect(cls, path: str) -> bool:
+        try:
+            layout, files = _layout(Path(path))
+        except InputFileError:
+            return False
+        return _peek(layout, files[0])
+
+    def input_files(self, input_path: str) -> list[Path]:
+        layout, files = _layout(Path(input_path))
+        if layout != "img2dataset":
+            return files
+        extra = [f.with_suffix(".parquet") for f in files]
+        extra += [f.parent / f"{f.stem}_stats.json" for f in files]
+        return sorted(files + [f for f in extra if f.is_file()])
+
+    def plan(self, input_path: str) -> list[Partition]:
+        layout, files = _layout(Path(input_path))
+        if self.options.split and self.options.split != SPLIT:
+            return []  # GRIT is one published set ("train"): another split selects nothing, uncounted
+        parts: list[tuple[str, str, dict[str, Any]]] = []
+        rows = max(1, int(self.options.rows_per_partition))
+        field = SPAN_FIELDS[self.options.spans]
+        for path in files:
+            if layout == "parquet":
+                for n, params in enumerate(_row_group_ranges(path, rows, field)):
+                    parts.append((f"{path.stem}-{n:05d}", str(path), params))
+            elif layout == "jsonl":
+                for n, (start, end) in enumerate(_byte_ranges(path, rows)):
+                    parts.append((f"{path.stem}-{n:05d}", str(path), {"start": start, "end": end}))
+            else:
+                beside = path.with_suffix(".parquet")
+                parquet = str(beside) if beside.is_file() else None
+                parts.append((f"{path.stem}", str(path), {"parquet": parquet}))
+        return [
+            Partition(i, key, source, {"layout": layout, **params})
+            for i, (key, source, params) in enumerate(parts)
+        ]
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def read(self, partition: Partition) -> Iterator[ReadItem]:
+        layout = partition.params["layout"]
+        if layout == "parquet":
+            yield from self._read_parquet(partition)
+        elif layout == "jsonl":
+            yield from self._read_jsonl(partition)
+        else:
+            yield from self._read_tar(partition)
+
+    def _read_parquet(self, partition: Partition) -> Iterator[ReadItem]:
+        source, params = partition.source, partition.params
+        field = SPAN_FIELDS[self.options.spans]
+        try:
+            pfile = pq.ParquetFile(source)
+            names = set(pfile.schema_arrow.names)
+            columns = [c for c in [*COLUMNS, field] if c in names]
+            row = params["first_row"]
+            groups = params["row_groups"]
+            for batch in pfile.iter_batches(batch_size=2048, row_groups=groups, columns=columns):
+                for record in batch.to_pylist():
+                    position = f"row {row}"
+                    row += 1
+                    if "status" in record and record["status"] != "success":
+                        yield Filtered("download-failed", source, position)
+                        continue
+                    yield from self._convert(record, source, position, downloaded="status" in record)
+        except (OSError, pa.ArrowException) as exc:
+            raise InputFileError(source, f"unreadable parquet ({exc})", "a GRIT parquet shard") from None
+
+    def _read_jsonl(self, partition: Partition) -> Iterator[ReadItem]:
+        source, start, end = partition.source, partition.params["start"], partition.params["end"]
+        try:
+            with open(source, "rb") as f:
+                f.seek(start)
+                offset = start
+                while offset < end:
+                    line = f.readline()
+                    if not line:
+                        break
+                    position, offset = f"byte {offset}", offset + len(line)
+                    if not line.strip():
+                        continue
+                    try:
+                        record = orjson.loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        yield _bad_json(source, position, line, exc)
+                        continue
+                    yield from self._convert(record, source, position, downloaded=False)
+        except OSError as exc:
+            raise InputFileError(source, f"cannot read ({exc})") from None
+
+    def _read_tar(self, partition: Partition) -> Iterator[ReadItem]:
+        source = partition.source
+        tar_name = Path(source).name
+        try:
+            with tarfile.open(source, "r:") as tar:
+                for member in tar:
+                    if not member.isfile() or not member.name.endswith(".json"):
+                        continue
+                    key = Path(member.name).stem
+                    position = member.name
+                    handle = tar.extractfile(member)
+                    data = handle.read() if handle is not None else b""
+                    try:
+                        record = orjson.loads(data)
+                    except orjson.JSONDecodeError as exc:
+                        yield _bad_json(source, position, data, exc)
+                        continue
+                    if isinstance(record, dict):
+                        record.setdefault("key", key)
+                    yield from self._convert(
+                        record, source, position, downloaded=True, image_file=f"{key}.jpg", tar=tar_name
+                    )
+        except (OSError, tarfile.TarError) as exc:
+            expected = "an img2dataset webdataset shard"
+            raise InputFileError(source, f"unreadable tar ({exc})", expected) from None
+        if partition.params.get("parquet"):
+            yield from _failed_downloads(partition.params["parquet"])
+
+    # --- one record ----------------------------------------------------------------------------------
+
+    def _convert(
+        self,
+        record: Any,
+        source: str,
+        position: str,
+        downloaded: bool,
+        image_file: str | None = None,
+        tar: str | None = None,
+    ) -> Iterator[ReadItem]:
+        try:
+            sample, dropped, clipped = self._sample(record, downloaded, image_file, tar)
+        except _Bad as exc:
+            yield Reject(exc.reason, f"{source}: {position}: {exc}", source, position, _raw(record))
+            return
+        if dropped:
+            yield Note("below-min-score", dropped, {"source": source})
+        if sample is None:
+            yield Filtered("no-regions", source, position)
+            return
+        yield sample
+        if clipped:
+            yield Note("clipped-box", clipped, {"sample_id": sample.id, "source": source})
+
+    def _sample(
+        self, record: Any, downloaded: bool, image_file: str | None, tar: str | None
+    ) -> tuple[Sample | None, int, int]:
+        if not isinstance(record, dict):
+            raise _Bad("wrong-type", "record is not a JSON object")
+        field = SPAN_FIELDS[self.options.spans]
+        for key in ("id", "caption", field):
+            if record.get(key) is None:
+                raise _Bad("missing-key", f"record has no {key!r}")
+        caption = record["caption"]
+        if not isinstance(caption, str):
+            raise _Bad("wrong-type", "caption is not a string")
+        if not caption.strip():
+            raise _Bad("bad-text", "caption is empty")
+        width, height = _size(record)
+        chunks = [(i, *_chunk(c, caption, field, i)) for i, c in enumerate(_list(record[field], field))]
+        kept = [c for c in chunks if c[3] >= self.options.min_score]
+        dropped = len(chunks) - len(kept)
+        if not kept:
+            return None, dropped, 0
+        regions: dict[tuple[int, int], Region] = {}
+        clipped = 0
+        for index, start, end, score, norm in kept:
+            fixed = boxes.clip(norm, 1.0, 1.0)
+            clipped += fixed != norm
+            pixel = boxes.normalized_to_pixels(fixed, width, height)
+            if boxes.is_empty(pixel):
+                raise _Bad("empty-box", f"{field}[{index}] box {norm!r} has no area inside the image")
+            region = regions.get((start, end))
+            if region is None:
+                region = regions[(start, end)] = Region(caption[start:end], (start, end), [], score=score)
+            region.boxes.append(pixel)
+            region.score = max(region.score or 0.0, score)
+        record_id = record["id"]
+        meta: dict[str, Any] = {k: record.get(k) for k in META_KEYS if record.get(k) is not None}
+        if record.get("key") is not None:
+            meta["key"] = str(record["key"])
+        if downloaded:
+            meta["original_width"] = record.get("original_width")
+            meta["original_height"] = record.get("original_height")
+        else:
+            meta["original_width"], meta["original_height"] = width, height
+        if tar:
+            meta["tar"] = tar
+        url = record.get("url")
+        sample = Sample(
+            id=grit_id(record_id),
+            dataset="grit",
+            split=SPLIT,
+            image=ImageRef(
+                file=image_file or f"{record_id}.jpg",
+                id=str(record_id),
+                width=width,
+                height=height,
+                url=str(url) if url is not None else None,
+            ),
+            text=caption,
+            regions=[regions[k] for k in sorted(regions)],
+            meta=meta,
+        )
+        return sample, dropped, clipped
+
+
+# --- record helpers ----------------------------------------------------------------------------------
+
+
+def _size(record: dict[str, Any]) -> tuple[int, int]:
+    w, h = record.get("width"), record.get("height")
+    if not all(_positive(v) for v in (w, h)):
+        raise _Bad("bad-size", f"image size {w}x{h} is not usable")
+    return int(w), int(h)
+
+
+def _positive(value: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
+
+
+def _bad_json(source: str, position: str, data: bytes, exc: Exception) -> Reject:
+    raw = data[:300].decode("utf-8", "replace")
+    return Reject("bad-record", f"{source}: {position}: invalid JSON ({exc})", source, position, raw)
+
+
+def _list(value: Any, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Bad("wrong-type", f"{field} is not a list")
+    return value
+
+
+def _chunk(chunk: Any, caption: str, field: str, index: int) -> tuple[int, int, float, list[float]]:
+    """One ``[start, end, x1, y1, x2, y2, confidence]`` → int offsets, score, normalized box."""
+    where = f"{field}[{index}]"
+    if not isinstance(chunk, list | tuple) or len(chunk) != 7:
+        raise _Bad("wrong-type", f"{where} is not a 7-element list: {chunk!r}")
+    start, end = _offset(chunk[0], where), _offset(chunk[1], where)
+    if not 0 <= start < end <= len(caption):
+        message = f"{where} span [{start}, {end}) does not fit the {len(caption)}-character caption"
+        raise _Bad("bad-span", message)
+    norm = list(chunk[2:6])
+    if not boxes.is_finite(norm):
+        raise _Bad("bad-box", f"{where} box {norm!r} is not four finite numbers")
+    score = chunk[6]
+    if not boxes.is_finite([score, 0, 0, 0]):
+        raise _Bad("bad-box", f"{where} confidence {score!r} is not a finite number")
+    return start, end, float(score), [float(v) for v in norm]
+
+
+def _offset(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad("bad-span", f"{where} offset {value!r} is not a number")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise _Bad("bad-span", f"{where} offset {value!r} is not a whole number")
+    return int(value)
+
+
+def _raw(record: Any) -> Any:
+    try:
+        return orjson.loads(orjson.dumps(record, default=str))
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(record)
+
+
+# --- files -------------------------------------------------------------------------------------------
+
+
+def _layout(path: Path) -> tuple[str, list[Path]]:
+    """Which layout ``path`` is, and its data files in a stable order."""
+    if path.is_file():
+        kind = {".parquet": "parquet", ".jsonl": "jsonl", ".tar": "img2dataset"}.get(path.suffix)
+        if kind is None:
+            raise InputFileError(str(path), "not a GRIT file", ".parquet, .jsonl or an img2dataset .tar")
+        return kind, [path]
+    if not path.is_dir():
+        expected = "GRIT parquet shards, grit_coyo.jsonl or img2dataset tars"
+        raise InputFileError(str(path), "not found", expected)
+    for pattern, kind in (("*.tar", "img2dataset"), ("*.parquet", "parquet"), ("*.jsonl", "jsonl")):
+        files = sorted(p for p in path.glob(pattern) if p.is_file())
+        if files:
+            return kind, files
+    raise InputFileError(str(path), "no GRIT files", "*.parquet, *.jsonl or img2dataset *.tar")
+
+
+def _peek(layout: str, path: Path) -> bool:
+    """Cheap look at the first record/schema for GRIT's caption + noun_chunks."""
+    try:
+        if layout == "parquet":
+            names = set(pq.read_schema(path).names)
+        elif layout == "jsonl":
+            with open(path, "rb") as f:
+                names = set(orjson.loads(f.readline() or b"{}"))
+        else:
+            names = set()
+            with tarfile.open(path, "r:") as tar:
+                for n, member in enumerate(tar):
+                    if n > 16:
+                        break
+                    if member.isfile() and member.name.endswith(".json"):
+                        handle = tar.extractfile(member)
+                        names = set(orjson.loads(handle.read())) if handle is not None else set()
+                        break
+    except (OSError, ValueError, TypeError, tarfile.TarError, pa.ArrowException):
+        return False
+    return {"caption", "noun_chunks"} <= names
+
+
+def _row_group_ranges(path: Path, rows: int, field: str) -> list[dict[str, Any]]:
+    """Consecutive row groups bundled up to ``rows`` rows (a larger row group stays whole)."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+        names = set(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputFileError(str(path), f"unreadable parquet ({exc})", "a GRIT parquet shard") from None
+    missing = {"id", "caption", field} - names
+    if missing:
+        problem = f"no column {', '.join(sorted(missing))}"
+        raise InputFileError(str(path), problem, "GRIT columns (SOURCES §5.1)")
+    ranges: list[dict[str, Any]] = []
+    group: list[int] = []
+    first = count = seen = 0
+    for i in range(meta.num_row_groups):
+        n = meta.row_group(i).num_rows
+        if group and count + n > rows:
+            ranges.append({"row_groups": group, "first_row": first})
+            group, first, count = [], seen, 0
+        group.append(i)
+        count += n
+        seen += n
+    if group:
+        ranges.append({"row_groups": group, "first_row": first})
+    return ranges
+
+
+def _byte_ranges(path: Path, rows: int) -> list[tuple[int, int]]:
+    """``[start, end)`` byte ranges of about ``rows`` lines each, every start at a line start."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+            lines = max(1, head.count(b"\n"))
+            step = max(1, len(head) // lines * rows)
+            starts = [0]
+            for target in range(step, size, step):
+                if target <= starts[-1]:
+                    continue
+                f.seek(target - 1)
+                f.readline()  # finish the line that holds byte target-1
+                pos = f.tell()
+                if pos >= size:
+                    break
+                if pos > starts[-1]:
+                    starts.append(pos)
+    except OSError as exc:
+        raise InputFileError(str(path), f"cannot read ({exc})") from None
+    ends = starts[1:] + [size]
+    return [(s, e) for s, e in zip(starts, ends, strict=True) if e > s]
+
+
+def _failed_downloads(path: str) -> Iterator[Filtered]:
+    """img2dataset rows that never reached the tar: counted, never silently lost."""
+    try:
+        pfile = pq.ParquetFile(path)
+        if "status" not in pfile.schema_arrow.names:
+            return
+        columns = [c for c in ("key", "status") if c in pfile.schema_arrow.names]
+        row = 0
+        for batch in pfile.iter_batches(batch_size=8192, columns=columns):
+            for record in batch.to_pylist():
+                if record["status"] != "success":
+                    yield Filtered("download-failed", path, record.get("key") or f"row {row}")
+                row += 1
+    except (OSError, pa.ArrowException) as exc:
+        raise InputFileError(path, f"unreadable parquet ({exc})", "img2dataset shard metadata") from None
