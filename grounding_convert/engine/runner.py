@@ -6,18 +6,22 @@ The CLI is a thin layer over :func:`convert`; tests and other tools call it dire
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import fsspec
 from tqdm import tqdm
 
-from ..errors import StrictStop, UsageError
+from ..errors import InputFileError, StrictStop, UsageError
 from ..output.finalize import Finalized, finalize
 from ..output.storage import Store
 from ..plugins import detect_reader, get_reader, get_writer
-from ..readers.base import Partition
+from ..readers.base import Partition, build_options
 from ..writers.base import check_tasks
 from .job import JOB_FILE, PLAN_FILE, Job, describe_difference, parse_max_rejects
 from .local import run_local
@@ -61,7 +65,7 @@ def make_job(
     **kwargs: Any,
 ) -> Job:
     """Resolve names (detecting the reader when not given) and defaults into a :class:`Job`."""
-    reader_name = reader or detect_reader(input)
+    reader_name = reader or detect_reader(localize_input(input))
     writer_cls = get_writer(writer)
     get_reader(reader_name)
     chosen = tuple(tasks) if tasks else tuple(writer_cls.tasks)
@@ -70,7 +74,15 @@ def make_job(
     if fmt not in writer_cls.formats:
         raise UsageError(f"writer {writer!r} writes {', '.join(writer_cls.formats)}, not {fmt!r}")
     parse_max_rejects(kwargs.get("max_rejects"))
+    kwargs["reader_options"] = _typed(get_reader(reader_name).Options, kwargs.get("reader_options") or {}, reader_name)
+    kwargs["writer_options"] = _typed(writer_cls.Options, kwargs.get("writer_options") or {}, writer)
     return Job(input=input, reader=reader_name, writer=writer, output=output, tasks=chosen, **kwargs)
+
+
+def _typed(options_cls: type, values: dict[str, Any], owner: str) -> dict[str, Any]:
+    """Options as their typed values (``"15"`` → ``15``), so the same run always has the same identity."""
+    options = build_options(options_cls, values, owner=owner)
+    return {key.replace("-", "_"): getattr(options, key.replace("-", "_")) for key in sorted(values)}
 
 
 def input_fingerprint(job: Job, files: list) -> dict[str, Any]:
@@ -91,14 +103,17 @@ def convert(job: Job, run: RunOptions | None = None, echo: Callable[[str], None]
     if not 0 <= run.worker_index < run.num_workers:
         raise UsageError(f"--worker-index must be in 0..{run.num_workers - 1}, not {run.worker_index}")
     reader, _writer = job.build()  # fails early on bad options
-    partitions = reader.plan(job.input)
+    local_input = localize_input(job.input)
+    partitions = reader.plan(local_input)
     store = Store(job.output)
     state = {
         "identity": job.identity(),
-        "inputs": input_fingerprint(job, reader.input_files(job.input)),
+        "inputs": input_fingerprint(job, reader.input_files(local_input)),
         "plan_sha256": _plan_digest(partitions),
     }
     _prepare_output(store, state, run)
+    if run.resume and run.num_workers == 1:
+        _remove_temporaries(store)
     plan = {"partitions": [{"index": p.index, "key": p.key, "source": p.source} for p in partitions]}
     store.makedirs("_progress")
     store.write_json_atomic(JOB_FILE, state)
@@ -155,6 +170,39 @@ def _results(job: Job, todo: list[Partition], run: RunOptions, store: Store, pla
         yield from run_ray(job, todo, run.workers, run.ray_address)
     else:
         yield from run_local(job, todo, run.workers)
+
+
+def localize_input(url: str) -> str:
+    """A local path for the readers: fsspec URLs (s3://, gs://, memory://, ...) are copied into a cache.
+
+    Readers stream local files; a remote input is fetched once into
+    ``$GROUNDING_CONVERT_CACHE`` (default ``~/.cache/grounding_convert/inputs/<hash>``) and reused.
+    """
+    protocol, path = fsspec.core.split_protocol(url)
+    if protocol in (None, "file", "local"):
+        return path
+    fs = fsspec.filesystem(protocol)
+    cache_root = Path(os.environ.get("GROUNDING_CONVERT_CACHE", Path.home() / ".cache" / "grounding_convert"))
+    target = cache_root / "inputs" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    if not fs.exists(path):
+        raise InputFileError(url, "does not exist")
+    name = target / Path(path.rstrip("/")).name
+    if not name.exists():
+        tmp = target.with_suffix(".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        fs.get(path.rstrip("/"), str(tmp / name.name), recursive=fs.isdir(path))
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return str(name)
+
+
+def _remove_temporaries(store: Store) -> None:
+    """Hidden ``.*.tmp`` files of partitions a killed run did not finish (they are redone)."""
+    for folder in ("data", "rejects", "_progress"):
+        for name in store.listdir(folder):
+            if name.startswith(".") and name.endswith(".tmp"):
+                store.remove(f"{folder}/{name}")
 
 
 def _plan_digest(partitions: list[Partition]) -> str:
