@@ -96,6 +96,21 @@ REASONS = {
     "render-failed": "the writer cannot spell this sample",
 }
 
+# Why records are left out on purpose (Filtered) — counted, never written to rejects/.
+FILTER_REASONS = {
+    "split": "not the split asked for with --split",
+    "no-task-applies": "none of the requested tasks can be made from the sample (e.g. no boxes)",
+    "download-failed": "GRIT/img2dataset row whose image download failed",
+    "no-regions": "GRIT record with no span left after --min-score",
+}
+
+# Repairs and observations on kept records (Note) — counted in the summary and the card.
+NOTES = {
+    "clipped-box": "a box partly outside the image was clipped to it",
+    "below-min-score": "a GRIT span below --min-score was dropped from its record",
+    "telling-without-groundings": "Visual7W telling QA read without a grounding-annotations file",
+}
+
 
 @dataclass(slots=True)
 class Reject:

@@ -53,6 +53,8 @@ def box_tokens(box: Box, width: int, height: int) -> str:
     if not boxes.is_finite(box):
         raise RecordError("bad-box", f"box {box!r} is not four finite numbers", box)
     x1, y1, x2, y2 = QUANTIZER.encode_box(box, width, height)
+    if x2 <= x1 or y2 <= y1:  # FORMATS.md: never turn a valid box into an empty one without counting it
+        raise RecordError("empty-box", f"box {list(box)} collapses to ({x1},{y1}),({x2},{y2}) per mille", list(box))
     return f"<box>({x1},{y1}),({x2},{y2})</box>"
 
 

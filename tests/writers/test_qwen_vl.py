@@ -108,7 +108,9 @@ def test_truncation_clamp_and_border() -> None:
     # 812.5 truncates to 812 (not 813); a box touching the right/bottom border clamps to 999.
     assert QUANTIZER.encode(390, 480) == 812
     assert box_tokens([0, 0, 640, 480], 640, 480) == "<box>(0,0),(999,999)</box>"
-    assert box_tokens([639.99, 479.99, 640, 480], 640, 480) == "<box>(999,999),(999,999)</box>"
+    # A sliver at the border would collapse to one point after the clamp: refused and counted, not spelled.
+    with pytest.raises(RecordError, match="collapses"):
+        box_tokens([639.99, 479.99, 640, 480], 640, 480)
 
 
 def test_full_rec_record(fixed_templates: str) -> None:
@@ -362,6 +364,11 @@ def test_rec_round_trip_within_one_step(case) -> None:
     w = QwenVlWriter()
     sample = car_sample(image=ImageRef(file="a.jpg", width=width, height=height))
     sample.regions[0].boxes = [box]
+    q = QUANTIZER.encode_box(box, width, height)
+    if q[2] <= q[0] or q[3] <= q[1]:
+        with pytest.raises(RecordError, match="collapses"):
+            w.render(sample, "rec", seed=1)
+        return
     [record] = w.render(sample, "rec", seed=1)
     reply = record["conversations"][1]["value"]
     values = [
