@@ -21,6 +21,18 @@ def synth_command(
 ) -> None:
     """Write synthetic data in the dataset's exact published layout."""
     with reported_errors():
-        counts = generate(dataset, output, images=images, seed=seed, **parse_pairs(option, "-O"))
+        options = {key: _typed(value) for key, value in parse_pairs(option, "-O").items()}
+        counts = generate(dataset, output, images=images, seed=seed, **options)
         typer.echo(f"wrote {dataset} to {output}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()
                                                               if isinstance(v, int)))
+
+
+def _typed(value: str) -> object:
+    """``-O write_images=false`` → False, ``-O regions_per_image=5`` → 5; anything else stays text."""
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(value)
+    except ValueError:
+        return value
