@@ -12,6 +12,8 @@ from .common import State
 from .convert import convert_command
 from .demo import demo_command
 from .finalize import finalize_command
+from .inspect import inspect_command
+from .preview import preview_command
 from .synth import synth_command
 from .validate import validate_command
 
@@ -45,6 +47,8 @@ app.command("validate")(validate_command)
 app.command("finalize")(finalize_command)
 app.command("synth")(synth_command)
 app.command("demo")(demo_command)
+app.command("preview")(preview_command)
+app.command("inspect")(inspect_command)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from .pipeline import marker_name, run_partition
 from .tally import Tally
 
 ENGINES = ("local", "ray")
+OWN_ENTRIES = {"data", "_progress", "rejects"}
 
 
 @dataclass
@@ -219,6 +220,8 @@ def _prepare_output(store: Store, state: dict[str, Any], run: RunOptions) -> Non
         store.makedirs()
         return
     if run.resume or run.num_workers > 1:
+        if not store.exists(JOB_FILE) and run.num_workers > 1 and set(store.listdir()) <= OWN_ENTRIES:
+            return  # another array task has just started the same output
         if not store.exists(JOB_FILE):
             raise UsageError(f"{store.url} is not empty and holds no grounding-convert run; refusing to resume into it")
         old = store.read_json(JOB_FILE)
