@@ -6,6 +6,7 @@ each partition commits its own files and ``finalize`` orders them by partition i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -22,8 +23,10 @@ def run_ray(job: Job, partitions: Iterable[Partition], workers: int, address: st
         raise UsageError("--engine ray needs Ray: pip install 'grounding-convert[ray]'") from exc
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, num_cpus=workers if address is None else None, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
+        address = address or os.environ.get("RAY_ADDRESS")
+        # A fresh local instance gets --workers CPUs; an existing cluster keeps its own resources.
+        extra = {"num_cpus": workers} if address is None else {}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **extra)
     remote = ray.remote(run_partition)
     try:
         pending = [remote.remote(job, p) for p in partitions]
