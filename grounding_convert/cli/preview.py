@@ -1,0 +1,66 @@
+"""``grounding-convert preview``: the decoded boxes of written records, drawn on their images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..tools.preview import render_preview
+from .common import reported_errors
+
+Opt = typer.Option
+
+
+def preview_command(
+    output: Annotated[str, typer.Argument(help="An output directory written by convert.")],
+    image_root: Annotated[
+        str, Opt(help="Folder holding the dataset's images (record image paths are relative to it).")
+    ],
+    out: Annotated[
+        Path, Opt("--out", "-o", help="FILE.png (contact sheet) or FILE.html (self-contained cards).")
+    ],
+    n: Annotated[int, Opt("--n", "-n", help="How many records to draw.")] = 24,
+    task: Annotated[
+        str | None, Opt(help="Only records of this task: rec, reg, grounded-caption, pointing.")
+    ] = None,
+    seed: Annotated[
+        int | None, Opt(help="Draw a seeded random choice of records instead of the first ones.")
+    ] = None,
+    tile: Annotated[int, Opt(help="Fit each image into a square of this many pixels.")] = 256,
+    scale: Annotated[
+        float | None, Opt(help="Display pixels per image pixel instead of --tile (1 = native size).")
+    ] = None,
+    columns: Annotated[int | None, Opt(help="Tiles per row of the PNG sheet (default 6).")] = None,
+    labels: Annotated[bool, Opt(help="Write each phrase at its first box.")] = True,
+) -> None:
+    """Draw the boxes decoded from the records (the writer's own parser) on the images, as PNG or HTML."""
+    with reported_errors():
+        result = render_preview(
+            output,
+            image_root,
+            out,
+            n=n,
+            task=task,
+            seed=seed,
+            tile=tile,
+            scale=scale,
+            columns=columns,
+            labels=labels,
+        )
+        missing = result.missing_images
+        for problem in result.unparsable[:10]:
+            typer.secho(f"  cannot decode {problem}", fg=typer.colors.RED, err=True)
+        if missing:
+            typer.secho(
+                f"  {len(missing)} image(s) missing under {image_root} (drawn as grey tiles), "
+                f"e.g. {missing[0]}",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+        typer.echo(
+            f"wrote {out}: {result.records} {result.writer} record(s)"
+            + (f", {len(missing)} image(s) missing" if missing else "")
+            + (f", {len(result.unparsable)} not decodable" if result.unparsable else "")
+        )
