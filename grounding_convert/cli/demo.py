@@ -16,6 +16,8 @@ import typer
 
 from ..engine.runner import RunOptions, convert, make_job
 from ..plugins import get_writer, writer_names
+from ..synth import generate
+from ..tools.preview import render_preview
 from ..tools.validate import validate
 from .common import reported_errors
 
@@ -52,4 +54,19 @@ def demo_command(
             )
             for task, example in sorted(t.examples.items())[:2]:
                 typer.echo(f"{task}: {orjson.dumps(example).decode()[:400]}")
+        _preview(output, overwrite)
         typer.echo(f"\nOpen {output}/<writer>/README.md for each dataset card.")
+
+
+def _preview(output: Path, overwrite: bool) -> None:
+    """The real sample ships without images, so draw decoded boxes on a tiny synthetic Flickr set."""
+    synth_dir = output / "synth-flickr30k-entities"
+    generate("flickr30k-entities", synth_dir, images=6, seed=0)
+    target = output / "synth-qwen-vl"
+    job = make_job(input=str(synth_dir), output=str(target), writer="qwen-vl", reader="flickr30k-entities",
+                   tasks=["grounded-caption"], format="jsonl")
+    convert(job, RunOptions(overwrite=overwrite, progress=False))
+    images = str(synth_dir / "flickr30k-images")
+    for suffix in ("png", "html"):
+        result = render_preview(str(target), images, output / f"preview.{suffix}", n=6)
+        typer.echo(f"preview of {result.records} decoded records on synthetic images: {result.out_path}")
