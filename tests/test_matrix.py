@@ -47,8 +47,14 @@ def test_detect(native, dataset):
 def test_convert_and_validate(native, tmp_path, dataset, writer):
     path, reader_options = native[dataset]
     reader = dataset.split("-img2dataset")[0]
-    job = make_job(input=str(path), output=str(tmp_path / "out"), writer=writer, reader=reader,
-                   reader_options=reader_options, format="jsonl")
+    job = make_job(
+        input=str(path),
+        output=str(tmp_path / "out"),
+        writer=writer,
+        reader=reader,
+        reader_options=reader_options,
+        format="jsonl",
+    )
     result = convert(job, RunOptions(progress=False))
     tally = result.tally
     assert tally.balanced

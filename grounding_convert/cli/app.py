@@ -36,7 +36,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option(help="Show tracebacks for errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     State.debug = debug
 

@@ -13,7 +13,9 @@ def list_command() -> None:
     typer.echo("readers:")
     for name in reader_names():
         cls = get_reader(name)
-        typer.echo(f"  {name:<20} {cls.dataset:<20} {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
+        typer.echo(
+            f"  {name:<20} {cls.dataset:<20} {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}"
+        )
     typer.echo("writers:")
     for name in writer_names():
         cls = get_writer(name)

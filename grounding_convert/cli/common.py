@@ -36,8 +36,11 @@ def reported_errors() -> Iterator[None]:
     except Exception as exc:  # never a bare traceback for users
         if State.debug:
             traceback.print_exc()
-        typer.secho(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                    fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise typer.Exit(EXIT_FAILED) from None
 
 

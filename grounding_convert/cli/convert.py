@@ -21,8 +21,9 @@ WRITER_FLAGS = ("image_prefix", "template_file", "language", "embed_images", "im
 Opt = typer.Option
 
 
-def route_options(reader: str, writer: str, flags: dict[str, object], extra_reader: dict, extra_writer: dict
-                  ) -> tuple[dict, dict]:
+def route_options(
+    reader: str, writer: str, flags: dict[str, object], extra_reader: dict, extra_writer: dict
+) -> tuple[dict, dict]:
     """Send each named flag to the plugin(s) whose Options have that field; refuse flags nobody takes."""
     reader_fields = {f.name for f in dataclasses.fields(get_reader(reader).Options)}
     writer_fields = {f.name for f in dataclasses.fields(get_writer(writer).Options)}
@@ -46,15 +47,21 @@ def convert_command(
     to: Annotated[str, Opt("--to", "-t", help="Writer: qwen-vl, ofa, kosmos-2, cogvlm, canonical.")],
     input: Annotated[str, Opt("--input", "-i", help="Dataset folder or file as published (or an fsspec URL).")],
     output: Annotated[str, Opt("--output", "-o", help="Output directory (or fsspec URL).")],
-    from_: Annotated[str | None, Opt("--from", "-f", help="Reader; detected from the input layout when left out.")] = None,
+    from_: Annotated[
+        str | None, Opt("--from", "-f", help="Reader; detected from the input layout when left out.")
+    ] = None,
     format: Annotated[str, Opt("--format", help=f"Shard format: {', '.join(FORMATS)} (tsv: ofa only).")] = "parquet",
-    tasks: Annotated[str | None, Opt(help="Comma list of rec, reg, grounded-caption, pointing (default: all the writer has).")] = None,
+    tasks: Annotated[
+        str | None, Opt(help="Comma list of rec, reg, grounded-caption, pointing (default: all the writer has).")
+    ] = None,
     split: Annotated[str | None, Opt(help="Keep only this split (others are counted as filtered).")] = None,
     limit: Annotated[int | None, Opt(help="Stop after this many input samples (in plan order).")] = None,
     seed: Annotated[int, Opt(help="Seed of the template choice (per record id).")] = 0,
     workers: Annotated[int, Opt(help="Processes (local engine) or CPUs (ray).")] = 1,
     overwrite: Annotated[bool, Opt(help="Replace a non-empty output directory.")] = False,
-    resume: Annotated[bool, Opt(help="Skip partitions already committed by an earlier run with the same options.")] = False,
+    resume: Annotated[
+        bool, Opt(help="Skip partitions already committed by an earlier run with the same options.")
+    ] = False,
     strict: Annotated[bool, Opt(help="Stop at the first bad record (exit 1).")] = False,
     max_rejects: Annotated[str | None, Opt(help="Stop when more than N records (or P%) are rejected.")] = None,
     engine: Annotated[str, Opt(help="local (process pool) or ray.")] = "local",
@@ -73,17 +80,29 @@ def convert_command(
     template_file: Annotated[str | None, Opt(help="Your own template YAML for the writer.")] = None,
     language: Annotated[str | None, Opt(help="Template language: en, zh or mixed.")] = None,
     embed_images: Annotated[bool, Opt(help="OFA tsv: embed base64 image bytes from --image-root.")] = False,
-    reader_option: Annotated[list[str] | None, Opt("--reader-option", "-O", help="Any reader option KEY=VALUE.")] = None,
-    writer_option: Annotated[list[str] | None, Opt("--writer-option", "-W", help="Any writer option KEY=VALUE.")] = None,
+    reader_option: Annotated[
+        list[str] | None, Opt("--reader-option", "-O", help="Any reader option KEY=VALUE.")
+    ] = None,
+    writer_option: Annotated[
+        list[str] | None, Opt("--writer-option", "-W", help="Any writer option KEY=VALUE.")
+    ] = None,
     quiet: Annotated[bool, Opt(help="No progress bar.")] = False,
 ) -> None:
     """Convert a dataset into a model's training records, as sharded Parquet/JSONL, with a summary."""
     with reported_errors():
         reader = from_ or detect_reader(input)
         flags = {
-            "split": split, "split_by": split_by, "annotations": annotations, "text": text, "spans": spans,
-            "min_score": min_score, "image_root": image_root, "vg_image_data": vg_image_data,
-            "image_prefix": image_prefix, "template_file": template_file, "language": language,
+            "split": split,
+            "split_by": split_by,
+            "annotations": annotations,
+            "text": text,
+            "spans": spans,
+            "min_score": min_score,
+            "image_root": image_root,
+            "vg_image_data": vg_image_data,
+            "image_prefix": image_prefix,
+            "template_file": template_file,
+            "language": language,
             "embed_images": embed_images,
         }
         if image_root:
@@ -92,17 +111,34 @@ def convert_command(
             reader, to, flags, parse_pairs(reader_option, "-O"), parse_pairs(writer_option, "-W")
         )
         job = make_job(
-            input=input, output=output, writer=to, reader=reader,
+            input=input,
+            output=output,
+            writer=to,
+            reader=reader,
             tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
-            format=format, seed=seed, reader_options=reader_opts, writer_options=writer_opts,
-            max_records_per_shard=max_records_per_shard, max_shard_bytes=max_shard_bytes,
-            strict=strict, max_rejects=max_rejects, limit=limit,
+            format=format,
+            seed=seed,
+            reader_options=reader_opts,
+            writer_options=writer_opts,
+            max_records_per_shard=max_records_per_shard,
+            max_shard_bytes=max_shard_bytes,
+            strict=strict,
+            max_rejects=max_rejects,
+            limit=limit,
         )
-        typer.echo(f"{job.reader} → {job.writer} [{', '.join(job.tasks)}] as {job.format}: {input} → {output}",
-                   err=True)
+        typer.echo(
+            f"{job.reader} → {job.writer} [{', '.join(job.tasks)}] as {job.format}: {input} → {output}", err=True
+        )
         result = convert(
             job,
-            RunOptions(workers=workers, engine=engine, overwrite=overwrite, resume=resume,
-                       num_workers=num_workers, worker_index=worker_index, progress=not quiet),
+            RunOptions(
+                workers=workers,
+                engine=engine,
+                overwrite=overwrite,
+                resume=resume,
+                num_workers=num_workers,
+                worker_index=worker_index,
+                progress=not quiet,
+            ),
         )
         print_summary(result, output)

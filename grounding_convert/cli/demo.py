@@ -63,8 +63,14 @@ def _preview(output: Path, overwrite: bool) -> None:
     synth_dir = output / "synth-flickr30k-entities"
     generate("flickr30k-entities", synth_dir, images=6, seed=0)
     target = output / "synth-qwen-vl"
-    job = make_job(input=str(synth_dir), output=str(target), writer="qwen-vl", reader="flickr30k-entities",
-                   tasks=["grounded-caption"], format="jsonl")
+    job = make_job(
+        input=str(synth_dir),
+        output=str(target),
+        writer="qwen-vl",
+        reader="flickr30k-entities",
+        tasks=["grounded-caption"],
+        format="jsonl",
+    )
     convert(job, RunOptions(overwrite=overwrite, progress=False))
     images = str(synth_dir / "flickr30k-images")
     for suffix in ("png", "html"):

@@ -65,8 +65,7 @@ def _share(part: int, whole: int) -> str:
 def print_report(r: InspectReport) -> None:
     echo = typer.echo
     echo(
-        f"{r.input} read with {r.reader} ({r.partitions} partition(s))"
-        + (" — stopped at --limit" if r.limited else "")
+        f"{r.input} read with {r.reader} ({r.partitions} partition(s))" + (" — stopped at --limit" if r.limited else "")
     )
     echo(f"samples   {r.samples:,}  by split: {_counts(r.samples_per_split)}")
     echo(
@@ -94,9 +93,7 @@ def print_report(r: InspectReport) -> None:
                 echo(f"      e.g. {example}")
     for sample in r.examples:
         image = sample["image"]
-        echo(
-            f"\nexample {sample['id']} [{sample['split']}] {image['file']} {image['width']}x{image['height']}"
-        )
+        echo(f"\nexample {sample['id']} [{sample['split']}] {image['file']} {image['width']}x{image['height']}")
         echo(f"  text: {sample['text']}" + (f"  answer: {sample['answer']}" if sample.get("answer") else ""))
         for region in sample["regions"][:8]:
             boxes = " ".join("[" + ", ".join(f"{v:g}" for v in b) + "]" for b in region["boxes"][:4])

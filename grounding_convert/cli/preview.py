@@ -18,16 +18,10 @@ def preview_command(
     image_root: Annotated[
         str, Opt(help="Folder holding the dataset's images (record image paths are relative to it).")
     ],
-    out: Annotated[
-        Path, Opt("--out", "-o", help="FILE.png (contact sheet) or FILE.html (self-contained cards).")
-    ],
+    out: Annotated[Path, Opt("--out", "-o", help="FILE.png (contact sheet) or FILE.html (self-contained cards).")],
     n: Annotated[int, Opt("--n", "-n", help="How many records to draw.")] = 24,
-    task: Annotated[
-        str | None, Opt(help="Only records of this task: rec, reg, grounded-caption, pointing.")
-    ] = None,
-    seed: Annotated[
-        int | None, Opt(help="Draw a seeded random choice of records instead of the first ones.")
-    ] = None,
+    task: Annotated[str | None, Opt(help="Only records of this task: rec, reg, grounded-caption, pointing.")] = None,
+    seed: Annotated[int | None, Opt(help="Draw a seeded random choice of records instead of the first ones.")] = None,
     tile: Annotated[int, Opt(help="Fit each image into a square of this many pixels.")] = 256,
     scale: Annotated[
         float | None, Opt(help="Display pixels per image pixel instead of --tile (1 = native size).")
@@ -54,8 +48,7 @@ def preview_command(
             typer.secho(f"  cannot decode {problem}", fg=typer.colors.RED, err=True)
         if missing:
             typer.secho(
-                f"  {len(missing)} image(s) missing under {image_root} (drawn as grey tiles), "
-                f"e.g. {missing[0]}",
+                f"  {len(missing)} image(s) missing under {image_root} (drawn as grey tiles), e.g. {missing[0]}",
                 fg=typer.colors.YELLOW,
                 err=True,
             )

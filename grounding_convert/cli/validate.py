@@ -14,8 +14,12 @@ from .common import parse_pairs, reported_errors
 def validate_command(
     output: Annotated[str, typer.Argument(help="An output directory written by convert.")],
     source: Annotated[str | None, typer.Option(help="The dataset it was made from: compare every decoded box.")] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Reader of --source (default: the one in the manifest).")] = None,
-    reader_option: Annotated[list[str] | None, typer.Option("--reader-option", "-O", help="Reader option KEY=VALUE.")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Reader of --source (default: the one in the manifest).")
+    ] = None,
+    reader_option: Annotated[
+        list[str] | None, typer.Option("--reader-option", "-O", help="Reader option KEY=VALUE.")
+    ] = None,
 ) -> None:
     """Check schema and box tokens of every record; with --source, decoded boxes within one step."""
     with reported_errors():

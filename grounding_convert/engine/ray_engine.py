@@ -16,7 +16,9 @@ from .job import Job
 from .pipeline import run_partition
 
 
-def run_ray(job: Job, partitions: Iterable[Partition], workers: int, address: str | None = None) -> Iterator[dict[str, Any]]:
+def run_ray(
+    job: Job, partitions: Iterable[Partition], workers: int, address: str | None = None
+) -> Iterator[dict[str, Any]]:
     try:
         import ray
     except ImportError as exc:

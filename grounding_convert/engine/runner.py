@@ -128,8 +128,9 @@ def convert(job: Job, run: RunOptions | None = None, echo: Callable[[str], None]
         if p not in todo:
             tally.merge(Tally.from_dict(store.read_json(marker_name(p.index))["tally"]))
 
-    bar = tqdm(total=len(mine), initial=skipped, unit="part", desc="convert", disable=not run.progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(mine), initial=skipped, unit="part", desc="convert", disable=not run.progress, dynamic_ncols=True
+    )
     _, max_share = parse_max_rejects(job.max_rejects)
     try:
         for result in _results(job, todo, run, store, plan):
@@ -162,7 +163,9 @@ def _results(job: Job, todo: list[Partition], run: RunOptions, store: Store, pla
             remaining -= result["tally"]["read"]
             ran.append(partition.index)
             yield result
-        plan["partitions"] = [p for p in plan["partitions"] if p["index"] in ran or store.exists(marker_name(p["index"]))]
+        plan["partitions"] = [
+            p for p in plan["partitions"] if p["index"] in ran or store.exists(marker_name(p["index"]))
+        ]
         store.write_json_atomic(PLAN_FILE, plan)
         return
     if run.engine == "ray":
@@ -231,8 +234,9 @@ def _prepare_output(store: Store, state: dict[str, Any], run: RunOptions) -> Non
                 f"({describe_difference(old.get('identity', {}), state['identity'])})"
             )
         if old.get("inputs") != state["inputs"] or old.get("plan_sha256") != state["plan_sha256"]:
-            raise UsageError(f"the input changed since {store.url} was started (file sizes or listing differ); "
-                             "use --overwrite to start again")
+            raise UsageError(
+                f"the input changed since {store.url} was started (file sizes or listing differ); "
+                "use --overwrite to start again"
+            )
         return
     raise UsageError(f"output {store.url} is not empty: pass --overwrite to replace it or --resume to continue it")
-

@@ -44,10 +44,7 @@ class CanonicalReader(Reader):
 
     def read(self, partition: Partition) -> Iterator[ReadItem]:
         path = partition.source
-        if path.endswith(".parquet"):
-            rows = self._parquet_rows(path)
-        else:
-            rows = self._jsonl_rows(path)
+        rows = self._parquet_rows(path) if path.endswith(".parquet") else self._jsonl_rows(path)
         for position, row in rows:
             if isinstance(row, Reject):
                 yield row
@@ -88,8 +85,16 @@ class CanonicalReader(Reader):
                 try:
                     yield line_number, orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    yield line_number, Reject("bad-record", f"line {line_number} is not JSON ({exc})", path,
-                                              line_number, line[:200].decode("utf-8", "replace"))
+                    yield (
+                        line_number,
+                        Reject(
+                            "bad-record",
+                            f"line {line_number} is not JSON ({exc})",
+                            path,
+                            line_number,
+                            line[:200].decode("utf-8", "replace"),
+                        ),
+                    )
 
     @classmethod
     def detect(cls, path: str) -> bool:

@@ -87,8 +87,9 @@ def expected_boxes(sample: Sample, record: dict[str, Any]) -> list[Box] | None:
     return None
 
 
-def validate(output: str, source: str | None = None, reader: str | None = None,
-             reader_options: dict[str, Any] | None = None) -> Report:
+def validate(
+    output: str, source: str | None = None, reader: str | None = None, reader_options: dict[str, Any] | None = None
+) -> Report:
     store = Store(output)
     if not store.exists(MANIFEST):
         raise UsageError(f"{output} has no {MANIFEST}: not a finished grounding-convert output")
@@ -136,8 +137,9 @@ def _size(record: dict[str, Any]) -> tuple[int, int]:
     return record["image"]["width"], record["image"]["height"]
 
 
-def _compare(report: Report, writer: Writer, record: dict[str, Any], sample: Sample, boxes: list[Box],
-             where: str) -> None:
+def _compare(
+    report: Report, writer: Writer, record: dict[str, Any], sample: Sample, boxes: list[Box], where: str
+) -> None:
     w, h = sample.image.width, sample.image.height
     sx, sy = writer.tolerance(w, h)
     expected = expected_boxes(sample, record)

@@ -71,9 +71,7 @@ class Writer(ABC):
 
     def __init__(self, options: WriterOptions | None = None):
         self.options = options if options is not None else self.Options()
-        self.templates = (
-            Templates.load(self.template_name, self.options.template_file) if self.template_name else None
-        )
+        self.templates = Templates.load(self.template_name, self.options.template_file) if self.template_name else None
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Writer:
@@ -134,7 +132,10 @@ class Writer(ABC):
                 return []
             record_id = f"{sample.id}/{task}"
             self._check_size(sample)
-            return [self._common(sample, task, record_id) | self.render_grounded_caption(sample, record_rng(seed, record_id))]
+            return [
+                self._common(sample, task, record_id)
+                | self.render_grounded_caption(sample, record_rng(seed, record_id))
+            ]
         if task == "pointing":
             if not any(r.role == "answer" and r.boxes for r in sample.regions):
                 return []

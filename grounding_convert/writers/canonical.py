@@ -34,8 +34,10 @@ class CanonicalWriter(Writer):
         return [record]
 
     def parse(self, record: dict[str, Any]) -> list[Decoded]:
-        return [Decoded(r["phrase"], [list(b) for b in r.get("boxes") or []], r.get("role"))
-                for r in record.get("regions") or []]
+        return [
+            Decoded(r["phrase"], [list(b) for b in r.get("boxes") or []], r.get("role"))
+            for r in record.get("regions") or []
+        ]
 
     def tolerance(self, width: int, height: int) -> tuple[float, float]:
         return 1e-9, 1e-9

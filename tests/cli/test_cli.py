@@ -19,8 +19,22 @@ BIN = str(Path(sys.executable).with_name("grounding-convert"))
 def test_list_shows_every_plugin():
     result = runner.invoke(app, ["list"])
     assert result.exit_code == 0, result.output
-    for name in ("visual-genome", "refcoco", "refcoco+", "refcocog", "visual7w", "flickr30k-entities", "grit",
-                 "canonical", "ofa", "kosmos-2", "qwen-vl", "cogvlm", "grounded-caption", "pointing"):
+    for name in (
+        "visual-genome",
+        "refcoco",
+        "refcoco+",
+        "refcocog",
+        "visual7w",
+        "flickr30k-entities",
+        "grit",
+        "canonical",
+        "ofa",
+        "kosmos-2",
+        "qwen-vl",
+        "cogvlm",
+        "grounded-caption",
+        "pointing",
+    ):
         assert name in result.output
 
 
@@ -33,9 +47,25 @@ def test_help_names_every_command():
 
 def test_convert_and_validate(flickr_excerpt, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["convert", "--from", "flickr30k-entities", "--to", "qwen-vl", "--input",
-                                 str(flickr_excerpt), "--output", str(out), "--tasks", "rec,grounded-caption",
-                                 "--format", "jsonl", "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            "--from",
+            "flickr30k-entities",
+            "--to",
+            "qwen-vl",
+            "--input",
+            str(flickr_excerpt),
+            "--output",
+            str(out),
+            "--tasks",
+            "rec,grounded-caption",
+            "--format",
+            "jsonl",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "total" in result.output and "1,000" in result.output and "2,999" in result.output
     result = runner.invoke(app, ["validate", str(out), "--source", str(flickr_excerpt)])
@@ -45,8 +75,28 @@ def test_convert_and_validate(flickr_excerpt, tmp_path):
 
 def test_validate_fails_on_a_corrupted_record(flickr_excerpt, tmp_path):
     out = tmp_path / "out"
-    assert runner.invoke(app, ["convert", "-f", "flickr30k-entities", "-t", "qwen-vl", "-i", str(flickr_excerpt),
-                               "-o", str(out), "--format", "jsonl", "--quiet", "--tasks", "rec"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app,
+            [
+                "convert",
+                "-f",
+                "flickr30k-entities",
+                "-t",
+                "qwen-vl",
+                "-i",
+                str(flickr_excerpt),
+                "-o",
+                str(out),
+                "--format",
+                "jsonl",
+                "--quiet",
+                "--tasks",
+                "rec",
+            ],
+        ).exit_code
+        == 0
+    )
     shard = next((out / "data").iterdir())
     lines = shard.read_bytes().splitlines()
     record = orjson.loads(lines[0])
@@ -58,8 +108,20 @@ def test_validate_fails_on_a_corrupted_record(flickr_excerpt, tmp_path):
 
 
 def test_missing_input_is_one_clear_line(tmp_path):
-    result = runner.invoke(app, ["convert", "-f", "flickr30k-entities", "-t", "qwen-vl", "-i",
-                                 str(tmp_path / "nope"), "-o", str(tmp_path / "out")])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            "-f",
+            "flickr30k-entities",
+            "-t",
+            "qwen-vl",
+            "-i",
+            str(tmp_path / "nope"),
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 2
     assert "nope" in result.output and "Traceback" not in result.output
 
@@ -67,22 +129,26 @@ def test_missing_input_is_one_clear_line(tmp_path):
 def test_unknown_writer_and_inapplicable_flag(flickr_excerpt, tmp_path):
     result = runner.invoke(app, ["convert", "-t", "llava", "-i", str(flickr_excerpt), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "unknown writer 'llava'" in result.output
-    result = runner.invoke(app, ["convert", "-t", "qwen-vl", "-i", str(flickr_excerpt), "-o", str(tmp_path / "o"),
-                                 "--split-by", "unc"])
+    result = runner.invoke(
+        app, ["convert", "-t", "qwen-vl", "-i", str(flickr_excerpt), "-o", str(tmp_path / "o"), "--split-by", "unc"]
+    )
     assert result.exit_code == 2 and "--split-by does not apply" in result.output
 
 
 def test_detects_the_reader(flickr_excerpt, tmp_path):
-    result = runner.invoke(app, ["convert", "-t", "canonical", "-i", str(flickr_excerpt), "-o", str(tmp_path / "o"),
-                                 "--limit", "3", "--quiet"])
+    result = runner.invoke(
+        app,
+        ["convert", "-t", "canonical", "-i", str(flickr_excerpt), "-o", str(tmp_path / "o"), "--limit", "3", "--quiet"],
+    )
     assert result.exit_code == 0, result.output
     assert "flickr30k-entities → canonical" in result.output
 
 
 def test_subprocess_demo(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([BIN, "demo", "--output", str(tmp_path / "demo")], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [BIN, "demo", "--output", str(tmp_path / "demo")], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     for writer in ("qwen-vl", "ofa", "kosmos-2", "cogvlm", "canonical"):
         assert f"== {writer}" in proc.stdout
@@ -97,14 +163,47 @@ def test_subprocess_bad_input_exit_code(tmp_path):
     (bad / "Annotations").mkdir()
     (bad / "Sentences" / "1.txt").write_text("[/EN#1/people A man] walks .\n")
     (bad / "Annotations" / "1.xml").write_text("<annotation><size><width>10")
-    proc = subprocess.run([BIN, "convert", "-f", "flickr30k-entities", "-t", "qwen-vl", "-i", str(bad), "-o",
-                           str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            BIN,
+            "convert",
+            "-f",
+            "flickr30k-entities",
+            "-t",
+            "qwen-vl",
+            "-i",
+            str(bad),
+            "-o",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "rejected" in proc.stdout and "Traceback" not in proc.stderr
     rejects = list((tmp_path / "out" / "rejects").glob("*.jsonl"))
     reject = orjson.loads(rejects[0].read_bytes().splitlines()[0])
     assert reject["reason"] == "bad-record" and "1.xml" in reject["message"]
-    proc = subprocess.run([BIN, "convert", "-f", "flickr30k-entities", "-t", "qwen-vl", "-i", str(bad), "-o",
-                           str(tmp_path / "out2"), "--quiet", "--strict"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            BIN,
+            "convert",
+            "-f",
+            "flickr30k-entities",
+            "-t",
+            "qwen-vl",
+            "-i",
+            str(bad),
+            "-o",
+            str(tmp_path / "out2"),
+            "--quiet",
+            "--strict",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "--strict" in proc.stderr and "Traceback" not in proc.stderr

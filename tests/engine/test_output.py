@@ -14,8 +14,13 @@ from grounding_convert.engine.runner import RunOptions, convert, make_job
 
 def run(input: Path, output: Path, writer: str = "qwen-vl", fmt: str = "parquet", workers: int = 1, **kw):
     job = make_job(
-        input=str(input), output=str(output), writer=writer, reader="flickr30k-entities", format=fmt,
-        reader_options={"images_per_partition": 50}, **kw,
+        input=str(input),
+        output=str(output),
+        writer=writer,
+        reader="flickr30k-entities",
+        format=fmt,
+        reader_options={"images_per_partition": 50},
+        **kw,
     )
     return convert(job, RunOptions(workers=workers, progress=False))
 
@@ -77,8 +82,14 @@ def test_overwrite_and_refusals(flickr_excerpt, tmp_path):
     run(flickr_excerpt, tmp_path / "out")
     with pytest.raises(UsageError, match="not empty"):
         run(flickr_excerpt, tmp_path / "out")
-    job = make_job(input=str(flickr_excerpt), output=str(tmp_path / "out"), writer="qwen-vl",
-                   reader="flickr30k-entities", reader_options={"images_per_partition": 50}, seed=1)
+    job = make_job(
+        input=str(flickr_excerpt),
+        output=str(tmp_path / "out"),
+        writer="qwen-vl",
+        reader="flickr30k-entities",
+        reader_options={"images_per_partition": 50},
+        seed=1,
+    )
     with pytest.raises(UsageError, match="seed: was 0, now 1"):
         convert(job, RunOptions(resume=True, progress=False))
     convert(job, RunOptions(overwrite=True, progress=False))
@@ -95,8 +106,7 @@ def test_limit_takes_first_samples_in_plan_order(flickr_excerpt, tmp_path):
 
 def test_canonical_round_trip(flickr_excerpt, tmp_path):
     run(flickr_excerpt, tmp_path / "canon", writer="canonical", fmt="parquet")
-    job = make_job(input=str(tmp_path / "canon"), output=str(tmp_path / "again"), writer="canonical",
-                   format="jsonl")
+    job = make_job(input=str(tmp_path / "canon"), output=str(tmp_path / "again"), writer="canonical", format="jsonl")
     assert job.reader == "canonical"  # detected from the manifest
     convert(job, RunOptions(progress=False))
     run(flickr_excerpt, tmp_path / "direct", writer="canonical", fmt="jsonl")

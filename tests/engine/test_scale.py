@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -32,8 +31,16 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def job_for(input: Path, output: Path, **kw):
-    return make_job(input=str(input), output=str(output), writer="qwen-vl", reader="flickr30k-entities",
-                    format="jsonl", reader_options=READER_OPTIONS, max_records_per_shard=700, **kw)
+    return make_job(
+        input=str(input),
+        output=str(output),
+        writer="qwen-vl",
+        reader="flickr30k-entities",
+        format="jsonl",
+        reader_options=READER_OPTIONS,
+        max_records_per_shard=700,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +51,26 @@ def reference(flickr_synth, tmp_path_factory) -> dict[str, bytes]:
 
 
 def cli(input: Path, output: Path, *extra: str) -> list[str]:
-    return [BIN, "convert", "-f", "flickr30k-entities", "-t", "qwen-vl", "-i", str(input), "-o", str(output),
-            "--format", "jsonl", "-O", "images_per_partition=15", "--max-records-per-shard", "700", "--quiet", *extra]
+    return [
+        BIN,
+        "convert",
+        "-f",
+        "flickr30k-entities",
+        "-t",
+        "qwen-vl",
+        "-i",
+        str(input),
+        "-o",
+        str(output),
+        "--format",
+        "jsonl",
+        "-O",
+        "images_per_partition=15",
+        "--max-records-per-shard",
+        "700",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("kill_after_markers", [0, 3, 9, 16])

@@ -27,16 +27,32 @@ def records(out: Path) -> list[dict]:
 
 
 def convert(flickr: Path, out: Path, *extra: str) -> list[dict]:
-    result = runner.invoke(app, ["convert", "-f", "flickr30k-entities", "-i", str(flickr), "-o", str(out),
-                                 "--format", "jsonl", "--quiet", *extra])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            "-f",
+            "flickr30k-entities",
+            "-i",
+            str(flickr),
+            "-o",
+            str(out),
+            "--format",
+            "jsonl",
+            "--quiet",
+            *extra,
+        ],
+    )
     assert result.exit_code == 0, result.output
     return records(out)
 
 
 def test_template_file_replaces_the_phrasings(flickr, tmp_path):
     templates = tmp_path / "mine.yaml"
-    templates.write_text("rec:\n  en: ['Box please: {phrase}']\nreg:\n  en: ['Name <ref>this</ref>{boxes}']\n"
-                         "grounded-caption:\n  en: ['Caption:']\npointing:\n  en: ['{question} {candidates}']\n")
+    templates.write_text(
+        "rec:\n  en: ['Box please: {phrase}']\nreg:\n  en: ['Name <ref>this</ref>{boxes}']\n"
+        "grounded-caption:\n  en: ['Caption:']\npointing:\n  en: ['{question} {candidates}']\n"
+    )
     rows = convert(flickr, tmp_path / "out", "-t", "qwen-vl", "--tasks", "rec", "--template-file", str(templates))
     prompts = {r["conversations"][0]["value"].split("\n", 1)[1] for r in rows}
     assert prompts and all(p.startswith("Box please: ") for p in prompts)
@@ -66,9 +82,28 @@ def test_chinese_templates(flickr, tmp_path):
 
 def test_ofa_native_tsv_with_embedded_images(flickr, tmp_path):
     out = tmp_path / "tsv"
-    result = runner.invoke(app, ["convert", "-f", "flickr30k-entities", "-t", "ofa", "-i", str(flickr), "-o",
-                                 str(out), "--format", "tsv", "--tasks", "rec", "--embed-images",
-                                 "--image-root", str(flickr / "flickr30k-images"), "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            "-f",
+            "flickr30k-entities",
+            "-t",
+            "ofa",
+            "-i",
+            str(flickr),
+            "-o",
+            str(out),
+            "--format",
+            "tsv",
+            "--tasks",
+            "rec",
+            "--embed-images",
+            "--image-root",
+            str(flickr / "flickr30k-images"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = [line for p in sorted((out / "data").glob("*.tsv")) for line in p.read_text().splitlines()]
     assert lines
