@@ -165,6 +165,28 @@ class Writer(ABC):
             raise RecordError("bad-size", f"image {sample.image.file!r} has no usable size ({w}x{h})")
 
 
+def record_size(record: dict[str, Any]) -> tuple[int, int]:
+    """The image size a record was written for (every writer's ``parse`` decodes with it)."""
+    width, height = record.get("width"), record.get("height")
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height))
+    if not ok:
+        raise RecordError("bad-size", f"record {record.get('id')!r} has no usable size ({width}x{height})")
+    return width, height
+
+
+def conversation_turns(record: dict[str, Any], role_key: str, text_key: str) -> tuple[str, str]:
+    """(user, assistant) texts of a two-turn ``conversations`` record (Qwen-VL and CogVLM layouts)."""
+    turns = record.get("conversations")
+    if not isinstance(turns, list) or len(turns) != 2:
+        raise RecordError("missing-key", f"record {record.get('id')!r} needs a two-turn 'conversations' list")
+    texts = []
+    for turn, role in zip(turns, ("user", "assistant"), strict=True):
+        if not isinstance(turn, dict) or turn.get(role_key) != role or not isinstance(turn.get(text_key), str):
+            raise RecordError("wrong-type", f"record {record.get('id')!r}: expected a {role!r} turn, got {turn!r}")
+        texts.append(turn[text_key])
+    return texts[0], texts[1]
+
+
 def grounded_regions(sample: Sample) -> list[tuple[int, Region]]:
     """The regions REC/REG records are made from: plain (non-QA) regions with at least one box."""
     return [(i, r) for i, r in enumerate(sample.regions) if r.role is None and r.boxes]

@@ -24,7 +24,7 @@ import pyarrow as pa
 from .. import boxes as B
 from ..errors import RecordError
 from ..schema import Box, Region, Sample
-from .base import Decoded, Writer, ordered_spans
+from .base import Decoded, Writer, conversation_turns, ordered_spans, record_size
 
 # Encoding: THUDM/CogVLM README.md "Format of coordination" (relative coordinate x 1000, zero-padded to
 # three digits, xyxy).  CogVLM itself ships only the decoder; the encoder of the same group is THUDM/CogCoM
@@ -47,9 +47,7 @@ class CogVlmWriter(Writer):
     """CogVLM grounding conversations: one user turn, one assistant turn per record."""
 
     name = "cogvlm"
-    description = (
-        "CogVLM grounding: [[x1,y1,x2,y2]] per-mille boxes (000-999) in user/assistant conversations"
-    )
+    description = "CogVLM grounding: [[x1,y1,x2,y2]] per-mille boxes (000-999) in user/assistant conversations"
     tasks = ("rec", "reg", "grounded-caption", "pointing")
     template_name = "cogvlm"
 
@@ -93,30 +91,24 @@ class CogVlmWriter(Writer):
         candidates = [r for r in sample.regions if r.role in ("answer", "choice") and r.boxes]
         rng.shuffle(candidates)  # seeded by the record id: the answer is not always first
         listed = ", ".join(spell(r.boxes, w, h) for r in candidates)
-        prompt = (
-            self.choose_template("pointing", rng).replace("{question}", question).replace("{boxes}", listed)
-        )
+        prompt = self.choose_template("pointing", rng).replace("{question}", question).replace("{boxes}", listed)
         return _conversation(prompt, spell(answers[0].boxes, w, h))
 
     # --- parsing -------------------------------------------------------------------------------------
 
     def parse(self, record: dict[str, Any]) -> list[Decoded]:
-        width, height = _size(record)
-        user, assistant = _turns(record)
+        width, height = record_size(record)
+        user, assistant = conversation_turns(record, "role", "content")
         task = record.get("task")
         if task == "rec":
             groups = box_groups(assistant, width, height)
             if len(groups) != 1:
-                raise RecordError(
-                    "bad-box", f"REC answer {assistant!r} holds {len(groups)} box groups (expected 1)"
-                )
+                raise RecordError("bad-box", f"REC answer {assistant!r} holds {len(groups)} box groups (expected 1)")
             return [Decoded(self._phrase(user), groups[0][1])]
         if task == "reg":
             groups = box_groups(user, width, height)
             if len(groups) != 1:
-                raise RecordError(
-                    "bad-box", f"REG question {user!r} holds {len(groups)} box groups (expected 1)"
-                )
+                raise RecordError("bad-box", f"REG question {user!r} holds {len(groups)} box groups (expected 1)")
             return [Decoded(assistant, groups[0][1])]
         if task == "grounded-caption":
             return [Decoded(None, boxes) for _, boxes in box_groups(assistant, width, height)]
@@ -158,9 +150,7 @@ def spell(boxes: Sequence[Box], width: float, height: float) -> str:
             raise RecordError("bad-box", f"box {list(box)} is not a valid xyxy box", list(box))
         q = QUANTIZER.encode_box(box, width, height)
         if q[0] >= q[2] or q[1] >= q[3]:
-            raise RecordError(
-                "empty-box", f"box {list(box)} collapses to {q} in per-mille coordinates", list(box)
-            )
+            raise RecordError("empty-box", f"box {list(box)} collapses to {q} in per-mille coordinates", list(box))
         parts.append(",".join(f"{v:03d}" for v in q))
     # THUDM/CogVLM issue #25 (maintainer) and THUDM/CogCoM get_text_by_box: several boxes of one phrase are
     # "[[coord_1;coord_2]]" (";" with no space).  CogCoM shuffles their order; we keep the region's order.
@@ -206,24 +196,3 @@ def _plain(text: str, sample: Sample) -> str:
     if "[[" in text or "]]" in text:
         raise RecordError("render-failed", f"sample {sample.id}: text {text!r} contains CogVLM box brackets")
     return text
-
-
-def _size(record: dict[str, Any]) -> tuple[int, int]:
-    width, height = record.get("width"), record.get("height")
-    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
-        raise RecordError("bad-size", f"record {record.get('id')!r} has no usable size ({width}x{height})")
-    return width, height
-
-
-def _turns(record: dict[str, Any]) -> tuple[str, str]:
-    turns = record.get("conversations")
-    if not isinstance(turns, list) or len(turns) != 2:
-        raise RecordError("missing-key", f"record {record.get('id')!r} needs a two-turn 'conversations' list")
-    out = []
-    for turn, role in zip(turns, ("user", "assistant"), strict=True):
-        if not isinstance(turn, dict) or turn.get("role") != role or not isinstance(turn.get("content"), str):
-            raise RecordError(
-                "wrong-type", f"record {record.get('id')!r}: expected a {role!r} turn, got {turn!r}"
-            )
-        out.append(turn["content"])
-    return out[0], out[1]

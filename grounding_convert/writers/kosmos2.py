@@ -38,7 +38,7 @@ import pyarrow as pa
 from ..boxes import BoxError, box_to_patch_indices, patch_grid_step, patch_indices_to_box
 from ..errors import RecordError, UsageError
 from ..schema import Box, Region, Sample
-from .base import Decoded, Writer, ordered_spans
+from .base import Decoded, Writer, ordered_spans, record_size
 
 GRID = 32
 NUM_PATCHES = GRID * GRID
@@ -50,9 +50,7 @@ DELIMITER = "</delimiter_of_multi_objects/>"
 # One grounded entity, with the semantics of transformers' extract_entities_with_patch_indices: an optional
 # <phrase>…</phrase> (no '<' inside) directly followed by an <object> of one or more index pairs.
 _PAIR = r"<patch_index_\d+><patch_index_\d+>"
-_ENTITY = re.compile(
-    rf"(?:<phrase>([^<]+)</phrase>)?<object>((?:{_PAIR}{re.escape(DELIMITER)})*{_PAIR})</object>"
-)
+_ENTITY = re.compile(rf"(?:<phrase>([^<]+)</phrase>)?<object>((?:{_PAIR}{re.escape(DELIMITER)})*{_PAIR})</object>")
 _INDEX = re.compile(r"<patch_index_(\d+)>")
 _ANY_INDEX = re.compile(r"<patch_index_([^>]*)>")
 # Text that would be read back as KOSMOS-2 markup if it appeared in a caption or phrase.
@@ -75,9 +73,7 @@ def object_tokens(boxes: Sequence[Box], width: float, height: float) -> str:
             raise RecordError("empty-box", str(exc), raw=list(box)) from exc
         if ul % GRID > lr % GRID or ul // GRID > lr // GRID:
             # Only a box narrower than float precision at a cell edge gets here: it has no cells.
-            raise RecordError(
-                "empty-box", f"box {list(box)} is too small for the {GRID}x{GRID} grid", raw=list(box)
-            )
+            raise RecordError("empty-box", f"box {list(box)} is too small for the {GRID}x{GRID} grid", raw=list(box))
         pairs.append(patch_token(ul) + patch_token(lr))
     if not pairs:
         raise RecordError("empty-box", "a grounded phrase has no boxes")
@@ -95,18 +91,14 @@ def grounded_text(text: str, tagged: Sequence[tuple[tuple[int, int], str]]) -> s
     cursor = 0
     for (span_start, span_end), objects in tagged:
         if not (0 <= span_start < span_end <= len(text)):
-            raise RecordError(
-                "bad-span", f"span {[span_start, span_end]} does not fit text of {len(text)} chars"
-            )
+            raise RecordError("bad-span", f"span {[span_start, span_end]} does not fit text of {len(text)} chars")
         start, end = span_start + 1, span_end + 1
         if start < cursor:
             raise RecordError("bad-span", f"span {[span_start, span_end]} overlaps the previous phrase")
         lead = start - 1 if body[start - 1] == " " and start - 1 >= cursor else start
         phrase = body[lead:end]
         if "<" in phrase:
-            raise RecordError(
-                "render-failed", f"phrase {phrase.strip()!r} contains '<', which KOSMOS-2 cannot tag"
-            )
+            raise RecordError("render-failed", f"phrase {phrase.strip()!r} contains '<', which KOSMOS-2 cannot tag")
         pieces += [body[cursor:lead], PHRASE_OPEN, phrase, PHRASE_CLOSE, objects]
         cursor = end
     pieces.append(body[cursor:])
@@ -150,9 +142,7 @@ def extract_entities_with_patch_indices(
         if entity.phrase is not None:
             out.append((entity.phrase, entity.span, list(entity.pairs)))
         else:
-            out.extend(
-                (f"<patch_index_{a}><patch_index_{b}>", entity.span, [(a, b)]) for a, b in entity.pairs
-            )
+            out.extend((f"<patch_index_{a}><patch_index_{b}>", entity.span, [(a, b)]) for a, b in entity.pairs)
     return out
 
 
@@ -224,9 +214,7 @@ class Kosmos2Writer(Writer):
         if not phrase:
             raise RecordError("bad-text", "the region has an empty phrase")
         if "<" in phrase:
-            raise RecordError(
-                "render-failed", f"phrase {phrase!r} contains '<', which KOSMOS-2 cannot tag", phrase
-            )
+            raise RecordError("render-failed", f"phrase {phrase!r} contains '<', which KOSMOS-2 cannot tag", phrase)
         return phrase
 
     @staticmethod
@@ -242,7 +230,7 @@ class Kosmos2Writer(Writer):
         the completion (the prompt's phrase is the placeholder "It"); for pointing, objects in the prompt are
         ``choice`` and objects in the completion ``answer``.
         """
-        width, height = _size(record)
+        width, height = record_size(record)
         prompt, completion = record.get("prompt"), record.get("completion")
         if not isinstance(prompt, str) or not isinstance(completion, str):
             raise RecordError("missing-key", "a KOSMOS-2 record needs string 'prompt' and 'completion'")
@@ -266,14 +254,6 @@ class Kosmos2Writer(Writer):
         return patch_grid_step(width, height, GRID)
 
 
-def _size(record: dict[str, Any]) -> tuple[float, float]:
-    width, height = record.get("width"), record.get("height")
-    ok = all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (width, height))
-    if not ok:
-        raise RecordError("bad-size", f"record has no usable image size ({width}x{height})")
-    return float(width), float(height)
-
-
 def _check_tokens(text: str) -> None:
     """Every patch token is 4 digits in 0..1023, and every object token belongs to a well-formed entity."""
     for token in _ANY_INDEX.finditer(text):
@@ -281,16 +261,12 @@ def _check_tokens(text: str) -> None:
         if not (len(digits) == 4 and digits.isascii() and digits.isdigit()):
             raise RecordError("bad-box", f"malformed patch token {token.group(0)!r}", raw=token.group(0))
         if int(digits) >= NUM_PATCHES:
-            raise RecordError(
-                "bad-box", f"patch index {int(digits)} is outside 0..{NUM_PATCHES - 1}", token.group(0)
-            )
+            raise RecordError("bad-box", f"patch index {int(digits)} is outside 0..{NUM_PATCHES - 1}", token.group(0))
     residue = _ENTITY.sub("", text)
     for debris in _OBJECT_DEBRIS:
         at = residue.find(debris)
         if at >= 0:
-            raise RecordError(
-                "bad-box", f"malformed <object> markup near {residue[max(0, at - 20) : at + 40]!r}", text
-            )
+            raise RecordError("bad-box", f"malformed <object> markup near {residue[max(0, at - 20) : at + 40]!r}", text)
 
 
 def _decode_pair(ul: int, lr: int, width: float, height: float) -> Box:

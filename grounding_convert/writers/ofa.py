@@ -36,7 +36,7 @@ import pyarrow as pa
 from .. import boxes as B
 from ..errors import RecordError
 from ..schema import Box, Region, Sample
-from .base import Decoded, Writer, WriterOptions, ordered_spans
+from .base import Decoded, Writer, WriterOptions, ordered_spans, record_size
 
 # OFA-Sys/OFA data/mm_data/refcoco_dataset.py: "<bin_{}>".format(int((box[i] * (num_bins - 1)).round())),
 # where box[i] = v * (512 / size) / 512 (utils/transforms.py resize() with size == max_size squashes the
@@ -97,16 +97,12 @@ class OfaWriter(Writer):
     def render_rec(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
         phrase = _plain(region.phrase, sample)
         prompt = self.choose_template("rec", rng)
-        return self._row(
-            sample, phrase, region.boxes, prompt.replace("{text}", phrase), self._tokens(sample, region)
-        )
+        return self._row(sample, phrase, region.boxes, prompt.replace("{text}", phrase), self._tokens(sample, region))
 
     def render_reg(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
         phrase = _plain(region.phrase, sample)
         prompt = self.choose_template("reg", rng)
-        return self._row(
-            sample, phrase, region.boxes, prompt.replace("{region}", self._tokens(sample, region)), phrase
-        )
+        return self._row(sample, phrase, region.boxes, prompt.replace("{region}", self._tokens(sample, region)), phrase)
 
     def render_grounded_caption(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
         text = _plain(sample.text, sample)
@@ -118,9 +114,7 @@ class OfaWriter(Writer):
         pieces.append(text[start:])
         return self._row(sample, text, [], self.choose_template("grounded-caption", rng), "".join(pieces))
 
-    def _row(
-        self, sample: Sample, text: str, boxes: Sequence[Box], source: str, target: str
-    ) -> dict[str, Any]:
+    def _row(self, sample: Sample, text: str, boxes: Sequence[Box], source: str, target: str) -> dict[str, Any]:
         return {
             "uniq_id": "",  # filled by render() with the record id
             "image_id": sample.image.id or PurePosixPath(sample.image.file).stem,
@@ -166,7 +160,7 @@ class OfaWriter(Writer):
     # --- parsing -------------------------------------------------------------------------------------
 
     def parse(self, record: dict[str, Any]) -> list[Decoded]:
-        width, height = _size(record)
+        width, height = record_size(record)
         task = record.get("task")
         source, target = _string(record, "source"), _string(record, "target")
         if task == "rec":
@@ -212,14 +206,10 @@ def token_runs(text: str, width: float, height: float) -> list[list[Box]]:
     for match in RUN.finditer(text):
         values = [int(v) for v in TOKEN.findall(match.group(0))]
         if len(values) % 4:
-            raise RecordError(
-                "bad-box", f"{len(values)} location tokens is not a whole number of boxes", text
-            )
+            raise RecordError("bad-box", f"{len(values)} location tokens is not a whole number of boxes", text)
         if not all(QUANTIZER.in_range(v) for v in values):
             raise RecordError("bad-box", f"location token outside <bin_0>..<bin_999> in {text!r}", text)
-        runs.append(
-            [QUANTIZER.decode_box(values[i : i + 4], width, height) for i in range(0, len(values), 4)]
-        )
+        runs.append([QUANTIZER.decode_box(values[i : i + 4], width, height) for i in range(0, len(values), 4)])
     return runs
 
 
@@ -237,22 +227,13 @@ def _plain(text: str, sample: Sample) -> str:
     if not text:
         raise RecordError("bad-text", f"sample {sample.id}: empty text")
     if "<bin" in text:
-        raise RecordError(
-            "render-failed", f"sample {sample.id}: text {text!r} contains an OFA location token"
-        )
+        raise RecordError("render-failed", f"sample {sample.id}: text {text!r} contains an OFA location token")
     return text
 
 
 def _cell(value: Any) -> str:
     """A TSV cell: OFA splits rows on tabs and newlines, so those become spaces."""
     return re.sub(r"[\t\r\n]", " ", "" if value is None else str(value))
-
-
-def _size(record: dict[str, Any]) -> tuple[int, int]:
-    width, height = record.get("width"), record.get("height")
-    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
-        raise RecordError("bad-size", f"record {record.get('id')!r} has no usable size ({width}x{height})")
-    return width, height
 
 
 def _string(record: dict[str, Any], key: str) -> str:

@@ -33,7 +33,7 @@ import pyarrow as pa
 from .. import boxes
 from ..errors import RecordError, UsageError
 from ..schema import Box, Region, Sample
-from .base import Decoded, Writer, ordered_spans
+from .base import Decoded, Writer, conversation_turns, ordered_spans, record_size
 
 # int(v / size * 1000), clamped to 999: README.md "[0, 1000)" + tokenization_qwen.py "%d" (truncation).
 QUANTIZER = boxes.Quantizer(scale=1000, rounding="floor", max_index=999)
@@ -137,13 +137,11 @@ class QwenVlWriter(Writer):
     # --- parsing -----------------------------------------------------------------------------------
 
     def parse(self, record: dict[str, Any]) -> list[Decoded]:
-        width, height = _size(record)
-        user, reply = _turns(record)
+        width, height = record_size(record)
+        user, reply = conversation_turns(record, "from", "value")
         match = IMAGE_PREFIX.match(user)
         if match is None:
-            raise RecordError(
-                "bad-record", "user turn does not start with 'Picture 1: <img>…</img>\\n'", user
-            )
+            raise RecordError("bad-record", "user turn does not start with 'Picture 1: <img>…</img>\\n'", user)
         question = _groups(user[match.end() :], width, height)
         answer = _groups(reply, width, height)
         task = record.get("task")
@@ -202,27 +200,6 @@ def _decode(body: str, width: int, height: int) -> Box:
     if q[0] > q[2] or q[1] > q[3]:
         raise RecordError("bad-box", f"box {body!r} has its corners the wrong way round", body)
     return QUANTIZER.decode_box(q, width, height)
-
-
-def _size(record: dict[str, Any]) -> tuple[int, int]:
-    width, height = record.get("width"), record.get("height")
-    if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
-        raise RecordError("bad-size", f"record {record.get('id')!r} has no usable size ({width}x{height})")
-    return width, height
-
-
-def _turns(record: dict[str, Any]) -> tuple[str, str]:
-    conversations = record.get("conversations")
-    if not isinstance(conversations, list) or len(conversations) != 2:
-        raise RecordError("missing-key", f"record {record.get('id')!r} needs a two-turn 'conversations' list")
-    turns = []
-    for turn, role in zip(conversations, ("user", "assistant"), strict=True):
-        if not isinstance(turn, dict) or turn.get("from") != role or not isinstance(turn.get("value"), str):
-            raise RecordError(
-                "wrong-type", f"record {record.get('id')!r}: expected a {role!r} turn, got {turn!r}"
-            )
-        turns.append(turn["value"])
-    return turns[0], turns[1]
 
 
 def _clean(text: str, sample: Sample) -> str:
