@@ -18,6 +18,19 @@ from ..engine.tally import AREA_BUCKETS, REGION_BUCKETS, WORD_BUCKETS, Tally, bu
 
 LOADERS = {"parquet": "parquet", "jsonl": "json"}
 
+# Where each source dataset comes from and under which terms (SOURCES.md); cite the originals.
+SOURCES = {
+    "flickr30k-entities": "Flickr30K Entities (Plummer et al., IJCV 2017; github.com/BryanPlummer/flickr30k_entities); "
+    "captions from Flickr30K (Young et al., TACL 2014); images under Flickr terms, research use.",
+    "visual-genome": "Visual Genome (Krishna et al., IJCV 2017; visualgenome.org), CC BY 4.0.",
+    "refcoco": "RefCOCO (Yu et al., ECCV 2016) via the refer toolkit (github.com/lichengunc/refer); COCO "
+    "annotations CC BY 4.0.",
+    "refcoco+": "RefCOCO+ (Yu et al., ECCV 2016) via the refer toolkit; COCO annotations CC BY 4.0.",
+    "refcocog": "RefCOCOg (Mao et al., CVPR 2016; umd split Nagaraja et al., ECCV 2016) via the refer toolkit.",
+    "visual7w": "Visual7W (Zhu et al., CVPR 2016; github.com/yukezhu/visual7w-toolkit), part of Visual Genome.",
+    "grit": "GRIT / GrIT-20M (Peng et al., KOSMOS-2, 2023; huggingface.co/datasets/zzliang/GRIT), MS-PL.",
+}
+
 
 def render_card(job: dict[str, Any], tally: Tally, shards: list[dict[str, Any]]) -> str:
     identity = job["identity"]
@@ -42,6 +55,13 @@ def render_card(job: dict[str, Any], tally: Tally, shards: list[dict[str, Any]])
         f"`{identity['reader']}` and writer `{identity['writer']}`, tasks {', '.join(identity['tasks'])}, "
         f"format {fmt}. Every input record is accounted for: read = written + rejected + filtered "
         f"({tally.read:,} = {tally.written:,} + {tally.rejected:,} + {tally.filtered:,}).",
+        "",
+        "## Source",
+        "",
+        SOURCES.get(identity["reader"], f"Read with the `{identity['reader']}` reader plugin."),
+        "Boxes were converted to the canonical convention (absolute pixels of the original image, 0-based "
+        f"`[x1, y1, x2, y2]`) and then spelled as `{identity['writer']}` does; "
+        "`grounding-convert validate --source` re-checks that every decoded box is within one quantization step.",
         "",
         "## Options",
         "",

@@ -116,3 +116,14 @@ def test_canonical_round_trip(flickr_excerpt, tmp_path):
     first = orjson.loads(next(iter(direct.values())).splitlines()[0])
     assert list(first) == ["id", "dataset", "split", "image", "text", "answer", "regions", "meta"]
     assert list(first["regions"][0]) == ["phrase", "span", "boxes", "category", "score", "role"]
+
+
+def test_shards_rotate_by_bytes(flickr_excerpt, tmp_path):
+    run(flickr_excerpt, tmp_path / "out", fmt="jsonl", max_shard_bytes=200_000)
+    shards = sorted((tmp_path / "out" / "data").iterdir())
+    assert len(shards) > 4  # more than one shard per partition
+    assert all(p.stat().st_size < 200_000 + 5_000 for p in shards)  # rotated right after crossing the limit
+    n = len(shards)
+    assert [p.name for p in shards] == [f"test-{i:05d}-of-{n:05d}.jsonl" for i in range(n)]
+    ds = load_dataset(str(tmp_path / "out"))
+    assert len(ds["test"]) == 996 + 2999 + 2999
