@@ -205,16 +205,12 @@ def baseline(dataset: str, input_path: Path, output: Path) -> int:
                 objects = [
                     {
                         "names": [n.text for n in obj.findall("name")],
-                        "box": [int(v.text) for v in obj.find("bndbox")]
-                        if obj.find("bndbox") is not None
-                        else None,
+                        "box": [int(v.text) for v in obj.find("bndbox")] if obj.find("bndbox") is not None else None,
                     }
                     for obj in xml.iter("object")
                 ]
                 boxes = orjson.dumps(objects).decode()
-                lines = (
-                    (input_path / "Sentences" / f"{image_id}.txt").read_text(encoding="utf-8").splitlines()
-                )
+                lines = (input_path / "Sentences" / f"{image_id}.txt").read_text(encoding="utf-8").splitlines()
                 for n, line in enumerate(lines):
                     out.add({"image": image_id, "split": split, "caption": n, "text": line, "objects": boxes})
     out.close()
@@ -286,9 +282,7 @@ def _convert_cmd() -> list[str]:
     return [sys.executable, "-c", "from grounding_convert.cli.app import main; main()"]
 
 
-def run_dataset(
-    dataset: str, info: dict[str, Any], work: Path, args: argparse.Namespace
-) -> list[dict[str, Any]]:
+def run_dataset(dataset: str, info: dict[str, Any], work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     src = Path(info["path"])
     out = work / "outputs" / dataset
@@ -425,8 +419,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Load average at start {m['load_avg_start']}, end {m.get('load_avg_end')}; two processes got "
         f"{m['parallel_capacity_start']}× one core's pure-Python speed at start, "
         f"{m.get('parallel_capacity_end')}× at end (2.0 = two free cores).  ",
-        f"Writer `{report['writer']}`, tasks `{report['tasks'] or 'writer default'}`; "
-        f"scale {report['scale']}.",
+        f"Writer `{report['writer']}`, tasks `{report['tasks'] or 'writer default'}`; scale {report['scale']}.",
         "",
         "records/s = input records read (GRIT rows, VG regions, Flickr captions) ÷ wall seconds of the "
         "whole command; the baseline reads the same files with the same parsers and writes the records "
@@ -501,9 +494,7 @@ def main(argv: list[str] | None = None) -> None:
         default="grit,visual-genome,flickr30k-entities",
         help="comma list of grit, visual-genome, flickr30k-entities",
     )
-    parser.add_argument(
-        "--workdir", default=os.environ.get("GROUNDING_BENCH_DIR", "/tmp/grounding-convert-bench")
-    )
+    parser.add_argument("--workdir", default=os.environ.get("GROUNDING_BENCH_DIR", "/tmp/grounding-convert-bench"))
     parser.add_argument("--out", help="write the table here (.json → JSON, anything else → markdown)")
     parser.add_argument("--keep", action="store_true", help="keep inputs (reused next time) and outputs")
     parser.add_argument("--writer", default="qwen-vl")

@@ -80,7 +80,6 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
     tally = Tally()
     sinks: dict[str, ShardSink] = {}
     rejects = _Rejects(store, partition.index)
-    seen: set[str] = set()
 
     def reject(item: Reject) -> None:
         tally.count_rejected(item.split, item.reason)
@@ -89,10 +88,21 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
         if job.strict:
             raise StrictStop(f"--strict: {where}: {item.reason}: {item.message}")
         if max_rejects is not None and tally.rejected > max_rejects:
-            raise StrictStop(f"--max-rejects {job.max_rejects} exceeded in {partition.source}; last: {where}: {item.message}")
+            raise StrictStop(
+                f"--max-rejects {job.max_rejects} exceeded in {partition.source}; last: {where}: {item.message}"
+            )
 
+    convert = _Converter(job, writer, partition, tally, sinks, reject, schema, store, tsv_row)
     try:
         for item in reader.read(partition):
+            if isinstance(item, Sample):  # by far the most common item: test it first
+                tally.count_read(item.split)
+                if limit is not None and tally.read > limit:
+                    tally.read -= 1
+                    tally._split(item.split)["read"] -= 1
+                    break
+                convert(item)
+                continue
             if isinstance(item, Note):
                 tally.notes[item.what] += item.count
                 continue
@@ -106,13 +116,7 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
                 tally._split(item.split)["read"] += 1
                 reject(item)
                 continue
-            sample: Sample = item
-            tally.count_read(sample.split)
-            if limit is not None and tally.read > limit:
-                tally.read -= 1
-                tally._split(sample.split)["read"] -= 1
-                break
-            _convert(job, writer, sample, partition, tally, sinks, seen, reject, schema, store, tsv_row)
+            raise TypeError(f"reader {type(reader).__name__} yielded a {type(item).__name__}")
         shards = [info.to_dict() for split in sorted(sinks) for info in sinks[split].close()]
         rejects_file = rejects.close()
     except BaseException:
@@ -132,40 +136,78 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
     return result
 
 
-def _convert(job, writer, sample, partition, tally, sinks, seen, reject, schema, store, tsv_row) -> None:
-    split = sample.split or UNSPLIT
-    if sample.id in seen:
-        reject(Reject("duplicate-id", f"sample id {sample.id!r} produced twice", partition.source, sample.id,
-                      split=sample.split))
-        return
-    seen.add(sample.id)
-    wanted = job.reader_options.get("split")
-    if wanted and sample.split != wanted:
-        tally.count_filtered(sample.split, "split")
-        return
-    records: list[tuple[str, dict[str, Any]]] = []
-    per_task: dict[str, int] = {}
-    try:
-        for task in job.tasks:
-            rendered = writer.render(sample, task, job.seed)
-            per_task[task] = len(rendered)
-            records.extend((task, record) for record in rendered)
-    except RecordError as exc:
-        reject(Reject(exc.reason, exc.message, partition.source, sample.id, raw=exc.raw, split=sample.split))
-        return
-    except Exception as exc:  # a writer bug on one odd sample: keep the run going, keep the evidence
-        reject(Reject("render-failed", f"{type(exc).__name__}: {exc}", partition.source, sample.id,
-                      split=sample.split))
-        return
-    if not records:
-        tally.count_filtered(sample.split, "no-task-applies")
-        return
-    sink = sinks.get(split)
-    if sink is None:
-        sink = sinks[split] = ShardSink(
-            store, split, partition.index, job.format, schema, job.max_records_per_shard, job.max_shard_bytes, tsv_row
-        )
-    for task, record in records:
-        sink.add(record)
-        tally.examples.setdefault(task, record)
-    tally.count_written(sample, {t: n for t, n in per_task.items() if n})
+class _Converter:
+    """Renders one sample's records for every task and hands them to the split's shard sink.
+
+    A class (not a function taking ten arguments) so the per-partition constants are looked up once,
+    not once per sample: this runs for every input record.
+    """
+
+    def __init__(self, job, writer, partition, tally, sinks, reject, schema, store, tsv_row) -> None:
+        self.job, self.writer, self.partition, self.tally, self.sinks = job, writer, partition, tally, sinks
+        self.reject, self.schema, self.store, self.tsv_row = reject, schema, store, tsv_row
+        self.tasks, self.seed, self.wanted = job.tasks, job.seed, job.reader_options.get("split")
+        self.seen: set[str] = set()
+
+    def __call__(self, sample: Sample) -> None:
+        tally = self.tally
+        if sample.id in self.seen:
+            self.reject(
+                Reject(
+                    "duplicate-id",
+                    f"sample id {sample.id!r} produced twice",
+                    self.partition.source,
+                    sample.id,
+                    split=sample.split,
+                )
+            )
+            return
+        self.seen.add(sample.id)
+        if self.wanted and sample.split != self.wanted:
+            tally.count_filtered(sample.split, "split")
+            return
+        rendered: list[tuple[str, list[dict[str, Any]]]] = []
+        try:
+            for task in self.tasks:
+                rendered.append((task, self.writer.render(sample, task, self.seed)))
+        except RecordError as exc:
+            self.reject(
+                Reject(exc.reason, exc.message, self.partition.source, sample.id, raw=exc.raw, split=sample.split)
+            )
+            return
+        except Exception as exc:  # a writer bug on one odd sample: keep the run going, keep the evidence
+            self.reject(
+                Reject(
+                    "render-failed",
+                    f"{type(exc).__name__}: {exc}",
+                    self.partition.source,
+                    sample.id,
+                    split=sample.split,
+                )
+            )
+            return
+        per_task = {task: len(records) for task, records in rendered if records}
+        if not per_task:
+            tally.count_filtered(sample.split, "no-task-applies")
+            return
+        split = sample.split or UNSPLIT
+        sink = self.sinks.get(split)
+        if sink is None:
+            job = self.job
+            sink = self.sinks[split] = ShardSink(
+                self.store,
+                split,
+                self.partition.index,
+                job.format,
+                self.schema,
+                job.max_records_per_shard,
+                job.max_shard_bytes,
+                self.tsv_row,
+            )
+        add, examples = sink.add, tally.examples
+        for task, records in rendered:
+            if records and task not in examples:
+                examples[task] = records[0]
+            for record in records:
+                add(record)
+        tally.count_written(sample, per_task)

@@ -5,6 +5,7 @@ they travel between processes, live in commit markers, and merge in any order to
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,16 @@ REGION_BUCKETS = (0, 1, 2, 3, 5, 8, 13)
 
 
 def bucket(value: float, edges: tuple[float, ...]) -> str:
-    """Label of the first bucket whose upper edge holds ``value`` ("≤edge"), or ">last"."""
-    for edge in edges:
-        if value <= edge:
-            return f"<={edge:g}"
-    return f">{edges[-1]:g}"
+    """Label of the first bucket whose upper edge holds ``value`` ("≤edge"), or ">last" (also for NaN)."""
+    labels = _LABELS.get(edges)
+    if labels is None:
+        labels = _LABELS[edges] = (*(f"<={edge:g}" for edge in edges), f">{edges[-1]:g}")
+    if value != value:  # NaN: no edge holds it
+        return labels[-1]
+    return labels[bisect_left(edges, value)]  # called for every sample and box: labels are precomputed
+
+
+_LABELS: dict[tuple[float, ...], tuple[str, ...]] = {}
 
 
 UNSPLIT_KEY = "(unsplit)"
@@ -51,7 +57,11 @@ class Tally:
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def _split(self, split: str | None) -> Counter:
-        return self.splits.setdefault(split_key(split), Counter())
+        key = split or UNSPLIT_KEY
+        counter = self.splits.get(key)
+        if counter is None:
+            counter = self.splits[key] = Counter()
+        return counter
 
     def count_read(self, split: str | None) -> None:
         self.read += 1
@@ -60,16 +70,20 @@ class Tally:
     def count_written(self, sample: Sample, per_task: dict[str, int]) -> None:
         self.written += 1
         self._split(sample.split)["written"] += 1
-        tasks = self.records.setdefault(split_key(sample.split), Counter())
+        key = sample.split or UNSPLIT_KEY
+        tasks = self.records.get(key)
+        if tasks is None:
+            tasks = self.records[key] = Counter()
         for task, n in per_task.items():
             tasks[task] += n
         self.text_words[bucket(len(sample.text.split()), WORD_BUCKETS)] += 1
         self.regions_per_sample[bucket(len(sample.regions), REGION_BUCKETS)] += 1
         w, h = sample.image.width or 0, sample.image.height or 0
         if w > 0 and h > 0:
+            area, box_area = w * h, self.box_area
             for region in sample.regions:
                 for x1, y1, x2, y2 in region.boxes:
-                    self.box_area[bucket((x2 - x1) * (y2 - y1) / (w * h), AREA_BUCKETS)] += 1
+                    box_area[bucket((x2 - x1) * (y2 - y1) / area, AREA_BUCKETS)] += 1
 
     def count_rejected(self, split: str | None, reason: str) -> None:
         self.rejected += 1

@@ -64,7 +64,11 @@ class ShardSink:
         self._pq: pq.ParquetWriter | None = None
         self._buffer: list[dict[str, Any]] = []
         self._records = 0
+        self._pos = 0
         self._name = ""
+        # one struct type for the whole schema: pyarrow converts a row group of dicts in C, column by
+        # column, instead of Table.from_pylist's Python pass over every row and key
+        self._struct = pa.struct(list(schema))
 
     def add(self, record: dict[str, Any]) -> None:
         if self._fh is None:
@@ -74,12 +78,16 @@ class ShardSink:
             self._buffer.append(record)
             if len(self._buffer) >= ROW_GROUP:
                 self._flush_parquet()
-        elif self.fmt == "jsonl":
-            self._fh.write(orjson.dumps(record) + b"\n")
         else:
-            assert self.tsv_row is not None, "tsv needs the writer's tsv_row"
-            self._fh.write(("\t".join(self.tsv_row(record)) + "\n").encode())
-        if self._records >= self.max_records or self._fh.tell() >= self.max_bytes:
+            if self.fmt == "jsonl":
+                data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+            else:
+                assert self.tsv_row is not None, "tsv needs the writer's tsv_row"
+                data = ("\t".join(self.tsv_row(record)) + "\n").encode()
+            self._fh.write(data)
+            self._pos += len(data)
+        # _pos is the file position (only _open, flushes and the writes above move it): no tell() per record
+        if self._records >= self.max_records or self._pos >= self.max_bytes:
             self._close_current()
 
     def close(self) -> list[ShardInfo]:
@@ -103,12 +111,14 @@ class ShardSink:
         self._fh = self.store.open(tmp_name(self._name), "wb")
         if self.fmt == "parquet":
             self._pq = pq.ParquetWriter(self._fh, self.schema, compression="zstd")
+        self._pos = self._fh.tell()
 
     def _flush_parquet(self) -> None:
         if self._buffer:
-            table = pa.Table.from_pylist(self._buffer, schema=self.schema)
-            self._pq.write_table(table, row_group_size=ROW_GROUP)
+            batch = pa.RecordBatch.from_struct_array(pa.array(self._buffer, type=self._struct))
+            self._pq.write_batch(batch, row_group_size=ROW_GROUP)
             self._buffer = []
+            self._pos = self._fh.tell()
 
     def _close_current(self) -> None:
         if self.fmt == "parquet":
