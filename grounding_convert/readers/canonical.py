@@ -71,10 +71,13 @@ class CanonicalReader(Reader):
         if missing:
             raise InputFileError(path, f"has no column(s) {', '.join(sorted(missing))}", "the canonical schema")
         position = 0
-        for batch in parquet.iter_batches(batch_size=4096):
-            for row in batch.to_pylist():
-                yield position, row
-                position += 1
+        try:
+            for batch in parquet.iter_batches(batch_size=4096):
+                for row in batch.to_pylist():
+                    yield position, row
+                    position += 1
+        except (pa.ArrowException, OSError) as exc:  # a damaged page or row group is found only while reading
+            raise InputFileError(path, f"not a readable Parquet file ({exc})", "canonical sample shards") from exc
 
     @staticmethod
     def _jsonl_rows(path: str) -> Iterator[tuple[int, dict | Reject]]:

@@ -94,7 +94,7 @@ def _load_instances(path: str, mtime_ns: int, size: int) -> Instances:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         try:  # the toolkit's json.load also takes NaN/Infinity; such boxes are rejected per record later
-            data = json.loads(raw)
+            data = json.loads(raw.decode("utf-8"))  # strict: json.loads(bytes) lets surrogates through
         except ValueError as exc:
             raise InputFileError(path, f"is not valid JSON ({exc})", expected=INSTANCES_EXPECTED) from None
     if not isinstance(data, dict):
