@@ -14,14 +14,17 @@ Which phrasing a record gets is drawn from a generator seeded by (seed, record i
 
 from __future__ import annotations
 
-import random
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .errors import InputFileError, UsageError
+
+if TYPE_CHECKING:  # the writers' base imports this module
+    from .writers.base import RecordRandom
 
 
 def templates_dir() -> Path:
@@ -44,7 +47,7 @@ class Templates:
         path = Path(override) if override else templates_dir() / f"{name}.yaml"
         return _load_cached(str(path))
 
-    def choose(self, task: str, rng: random.Random, language: str = "en") -> str:
+    def choose(self, task: str, rng: RecordRandom, language: str = "en") -> str:
         by_language = self.table.get(task)
         if not by_language:
             raise UsageError(f"{self.source}: no templates for task {task!r}")

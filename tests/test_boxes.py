@@ -165,9 +165,7 @@ def test_patch_round_trip_within_one_cell(case, grid: int) -> None:
 def test_patch_worked_example() -> None:
     # FORMATS.md: 640x480, [100, 50, 300, 390] → <patch_index_0101>, <patch_index_0814>
     assert boxes.box_to_patch_indices([100, 50, 300, 390], 640, 480) == (101, 814)
-    assert boxes.patch_indices_to_normalized(101, 814) == pytest.approx(
-        [5.5 / 32, 3.5 / 32, 14.5 / 32, 25.5 / 32]
-    )
+    assert boxes.patch_indices_to_normalized(101, 814) == pytest.approx([5.5 / 32, 3.5 / 32, 14.5 / 32, 25.5 / 32])
     # one cell (ul == lr) decodes to the whole cell
     assert boxes.patch_indices_to_normalized(33, 33) == pytest.approx([1 / 32, 1 / 32, 2 / 32, 2 / 32])
 
@@ -175,3 +173,36 @@ def test_patch_worked_example() -> None:
 def test_patch_refuses_empty_boxes() -> None:
     with pytest.raises(BoxError):
         boxes.box_to_patch_indices([10, 10, 10, 20], 100, 100)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(1, 5000),
+    st.integers(1, 5000),
+    st.lists(st.floats(-100, 6000, allow_nan=False), min_size=4, max_size=4),
+    st.sampled_from([(1000, "floor", 999), (999, "round", 999), (1000, "round", 999)]),
+)
+def test_encode_box_fast_path_equals_encode_per_corner(width, height, box, spec):
+    q = boxes.Quantizer(*spec)
+    x1, y1, x2, y2 = box
+    assert q.encode_box(box, width, height) == [
+        q.encode(x1, width),
+        q.encode(y1, height),
+        q.encode(x2, width),
+        q.encode(y2, height),
+    ]
+
+
+def test_is_finite_refuses_what_is_not_four_finite_numbers():
+    assert boxes.is_finite([0, 1.5, 2, 3])
+    for bad in (
+        [0, 1, 2],
+        [0, 1, 2, 3, 4],
+        [0, 1, 2, float("nan")],
+        [0, 1, float("inf"), 3],
+        ["0", 1, 2, 3],
+        [None, 1, 2, 3],
+        None,
+        5,
+    ):
+        assert not boxes.is_finite(bad)

@@ -14,7 +14,6 @@ boxes in a random (seeded) order, and the answer is the chosen box.
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +23,7 @@ import pyarrow as pa
 from .. import boxes as B
 from ..errors import RecordError
 from ..schema import Box, Region, Sample
-from .base import Decoded, Writer, conversation_turns, ordered_spans, record_size
+from .base import Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
 
 # Encoding: THUDM/CogVLM README.md "Format of coordination" (relative coordinate x 1000, zero-padded to
 # three digits, xyxy).  CogVLM itself ships only the decoder; the encoder of the same group is THUDM/CogCoM
@@ -60,17 +59,17 @@ class CogVlmWriter(Writer):
 
     # --- rendering -----------------------------------------------------------------------------------
 
-    def render_rec(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         phrase = _plain(region.phrase, sample)
         prompt = self.choose_template("rec", rng).replace("{phrase}", phrase)
         return _conversation(prompt, spell(region.boxes, sample.image.width, sample.image.height))
 
-    def render_reg(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+    def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         phrase = _plain(region.phrase, sample)
         boxes = spell(region.boxes, sample.image.width, sample.image.height)
         return _conversation(self.choose_template("reg", rng).replace("{boxes}", boxes), phrase)
 
-    def render_grounded_caption(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         text = _plain(sample.text, sample)
         pieces, start = [], 0
         for region in ordered_spans(sample):
@@ -80,7 +79,7 @@ class CogVlmWriter(Writer):
         pieces.append(text[start:])
         return _conversation(self.choose_template("grounded-caption", rng), "".join(pieces))
 
-    def render_pointing(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+    def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         question = _plain(sample.text, sample)
         w, h = sample.image.width, sample.image.height
         answers = [r for r in sample.regions if r.role == "answer" and r.boxes]

@@ -27,7 +27,6 @@ produce) and ``text`` = ``prompt + completion``, the full training string of a c
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import pyarrow as pa
 from ..boxes import BoxError, box_to_patch_indices, patch_grid_step, patch_indices_to_box
 from ..errors import RecordError, UsageError
 from ..schema import Box, Region, Sample
-from .base import Decoded, Writer, ordered_spans, record_size
+from .base import Decoded, RecordRandom, Writer, ordered_spans, record_size
 
 GRID = 32
 NUM_PATCHES = GRID * GRID
@@ -167,20 +166,20 @@ class Kosmos2Writer(Writer):
 
     # --- rendering ---------------------------------------------------------------------------------
 
-    def render_rec(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         prompt = self._prompt("rec", rng, phrase=self._phrase(region))
         return self._record(prompt, self._objects(sample, region.boxes))
 
-    def render_reg(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+    def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         prompt = self._prompt("reg", rng, object=self._objects(sample, region.boxes))
         return self._record(prompt, " " + self._phrase(region))
 
-    def render_grounded_caption(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         text = _check_plain(sample.text, "text")
         tagged = [(region.span, self._objects(sample, region.boxes)) for region in ordered_spans(sample)]
         return self._record(self._prompt("grounded-caption", rng), grounded_text(text, tagged))
 
-    def render_pointing(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+    def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         """Question + the candidate boxes (answer among them, order drawn per record) → the answer box.
 
         KOSMOS-2 has no pointing prompt; candidates are bare ``<object>`` tags (no names, which would give
@@ -197,7 +196,7 @@ class Kosmos2Writer(Writer):
     def _record(self, prompt: str, completion: str) -> dict[str, Any]:
         return {"prompt": prompt, "completion": completion, "text": prompt + completion}
 
-    def _prompt(self, task: str, rng: random.Random, **fields: str) -> str:
+    def _prompt(self, task: str, rng: RecordRandom, **fields: str) -> str:
         template = self.choose_template(task, rng)
         try:
             return template.format(**fields)

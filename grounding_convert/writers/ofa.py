@@ -24,7 +24,6 @@ Choices of ours (OFA has no spelling for them):
 from __future__ import annotations
 
 import base64
-import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import pyarrow as pa
 from .. import boxes as B
 from ..errors import RecordError
 from ..schema import Box, Region, Sample
-from .base import Decoded, Writer, WriterOptions, ordered_spans, record_size
+from .base import Decoded, RecordRandom, Writer, WriterOptions, ordered_spans, record_size
 
 # OFA-Sys/OFA data/mm_data/refcoco_dataset.py: "<bin_{}>".format(int((box[i] * (num_bins - 1)).round())),
 # where box[i] = v * (512 / size) / 512 (utils/transforms.py resize() with size == max_size squashes the
@@ -94,17 +93,17 @@ class OfaWriter(Writer):
             record["uniq_id"] = record["id"]  # OFA's first column; the record id is unique and stable
         return records
 
-    def render_rec(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         phrase = _plain(region.phrase, sample)
         prompt = self.choose_template("rec", rng)
         return self._row(sample, phrase, region.boxes, prompt.replace("{text}", phrase), self._tokens(sample, region))
 
-    def render_reg(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+    def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         phrase = _plain(region.phrase, sample)
         prompt = self.choose_template("reg", rng)
         return self._row(sample, phrase, region.boxes, prompt.replace("{region}", self._tokens(sample, region)), phrase)
 
-    def render_grounded_caption(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         text = _plain(sample.text, sample)
         pieces, start = [], 0
         for region in ordered_spans(sample):

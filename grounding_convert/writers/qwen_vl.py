@@ -24,7 +24,6 @@ Task choices (templates in ``configs/templates/qwen-vl.yaml``):
 
 from __future__ import annotations
 
-import random
 import re
 from typing import Any
 
@@ -33,7 +32,7 @@ import pyarrow as pa
 from .. import boxes
 from ..errors import RecordError, UsageError
 from ..schema import Box, Region, Sample
-from .base import Decoded, Writer, conversation_turns, ordered_spans, record_size
+from .base import Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
 
 # int(v / size * 1000), clamped to 999: README.md "[0, 1000)" + tokenization_qwen.py "%d" (truncation).
 QUANTIZER = boxes.Quantizer(scale=1000, rounding="floor", max_index=999)
@@ -74,16 +73,16 @@ class QwenVlWriter(Writer):
 
     # --- rendering ---------------------------------------------------------------------------------
 
-    def render_rec(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         phrase = _clean(region.phrase, sample)
         prompt = self._prompt("rec", rng, phrase=phrase)
         return self._conversation(sample, prompt, f"<ref>{phrase}</ref>{self._boxes(sample, region)}")
 
-    def render_reg(self, sample: Sample, region: Region, rng: random.Random) -> dict[str, Any]:
+    def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         prompt = self._prompt("reg", rng, boxes=self._boxes(sample, region))
         return self._conversation(sample, prompt, _clean(region.phrase, sample))
 
-    def render_grounded_caption(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         text = _clean(sample.text, sample)
         parts: list[str] = []
         cursor = 0
@@ -95,7 +94,7 @@ class QwenVlWriter(Writer):
         parts.append(text[cursor:])
         return self._conversation(sample, self._prompt("grounded-caption", rng), "".join(parts))
 
-    def render_pointing(self, sample: Sample, rng: random.Random) -> dict[str, Any]:
+    def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         candidates = [r for r in sample.regions if r.role in ("choice", "answer")]
         for region in candidates:
             if len(region.boxes) != 1:
@@ -115,7 +114,7 @@ class QwenVlWriter(Writer):
         w, h = sample.image.width, sample.image.height
         return "".join(box_tokens(b, w, h) for b in region.boxes)
 
-    def _prompt(self, task: str, rng: random.Random, **values: str) -> str:
+    def _prompt(self, task: str, rng: RecordRandom, **values: str) -> str:
         template = self.choose_template(task, rng)
         try:
             return template.format(**values)
