@@ -227,7 +227,11 @@ class GritReader(Reader):
         if not caption.strip():
             raise _Bad("bad-text", "caption is empty")
         width, height = _size(record)
-        chunks = [(i, *_chunk(c, caption, field, i)) for i, c in enumerate(_list(record[field], field))]
+        length = len(caption)
+        chunks = [
+            _fast_chunk(c, length, i) or (i, *_chunk(c, caption, field, i))
+            for i, c in enumerate(_list(record[field], field))
+        ]
         kept = [c for c in chunks if c[3] >= self.options.min_score]
         dropped = len(chunks) - len(kept)
         if not kept:
@@ -235,8 +239,11 @@ class GritReader(Reader):
         regions: dict[tuple[int, int], Region] = {}
         clipped = 0
         for index, start, end, score, norm in kept:
-            fixed = boxes.clip(norm, 1.0, 1.0)
-            clipped += fixed != norm
+            if boxes.is_inside(norm, 1.0, 1.0):
+                fixed = norm
+            else:
+                fixed = boxes.clip(norm, 1.0, 1.0)
+                clipped += fixed != norm
             pixel = boxes.normalized_to_pixels(fixed, width, height)
             if boxes.is_empty(pixel):
                 raise _Bad("empty-box", f"{field}[{index}] box {norm!r} has no area inside the image")
@@ -317,6 +324,29 @@ def _chunk(chunk: Any, caption: str, field: str, index: int) -> tuple[int, int, 
     if not boxes.is_finite([score, 0, 0, 0]):
         raise _Bad("bad-box", f"{where} confidence {score!r} is not a finite number")
     return start, end, float(score), [float(v) for v in norm]
+
+
+def _fast_chunk(chunk: Any, length: int, index: int) -> tuple[int, int, int, float, list[float]] | None:
+    """The common case in one step: float or int offsets that fit, finite box and score.
+
+    Returns None for anything unusual, and :func:`_chunk` then checks it field by field (and says why).
+    """
+    if type(chunk) is not list or len(chunk) != 7:
+        return None
+    s0, e0, x1, y1, x2, y2, score = chunk
+    if type(s0) not in (int, float) or type(e0) not in (int, float) or type(score) is bool:
+        return None
+    start, end = int(s0), int(e0)
+    if start != s0 or end != e0 or not 0 <= start < end <= length:
+        return None
+    try:
+        box = [float(x1), float(y1), float(x2), float(y2)]
+        score = float(score)
+    except (TypeError, ValueError):
+        return None
+    if not (boxes.is_finite(box) and math.isfinite(score)):
+        return None
+    return index, start, end, score, box
 
 
 def _offset(value: Any, where: str) -> int:
