@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..errors import Filtered, GroundingConvertError, Note, ReaderCrash, RecordError, Reject, StrictStop
-from ..output.shards import ShardSink
+from ..output.shards import PARTS_DIR, ShardSink
 from ..output.storage import Store, tmp_name
 from ..readers.base import Partition
 from ..schema import Sample
@@ -73,7 +73,7 @@ class _Rejects:
 def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
     reader, writer = job.build()
     store = Store(job.output)
-    store.makedirs("data")
+    store.makedirs(PARTS_DIR)
     schema = writer.schema()
     tsv_row = getattr(writer, "tsv_row", None)
     max_rejects, _ = parse_max_rejects(job.max_rejects)
@@ -163,6 +163,18 @@ class _Converter:
             )
             return
         self.seen.add(sample.id)
+        bad = unencodable_text(sample)
+        if bad is not None:
+            self.reject(
+                Reject(
+                    "bad-text",
+                    f"sample {sample.id!r} holds text that is not valid Unicode (lone surrogate in {bad!r})",
+                    self.partition.source,
+                    sample.id,
+                    split=sample.split,
+                )
+            )
+            return
         if self.wanted and sample.split != self.wanted:
             tally.count_filtered(sample.split, "split")
             return
@@ -211,3 +223,27 @@ class _Converter:
             for record in records:
                 add(record)
         tally.count_written(sample, per_task)
+
+
+def unencodable_text(sample: Sample) -> str | None:
+    """The first string of a sample that UTF-8 cannot encode (a lone surrogate from a broken source), or None.
+
+    Shards are UTF-8; one such string would fail a whole row group later, far from the record. ASCII
+    strings (almost all of them) are passed by a fast check.
+    """
+    image = sample.image
+    strings = [sample.id, sample.text, sample.answer, sample.split, image.file, image.id, image.url]
+    for region in sample.regions:
+        strings.append(region.phrase)
+        strings.append(region.category)
+    for key, value in sample.meta.items():
+        strings.append(key)
+        if isinstance(value, str):
+            strings.append(value)
+    for text in strings:
+        if text is not None and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return text.encode("utf-8", "backslashreplace").decode("ascii", "replace")[:80]
+    return None

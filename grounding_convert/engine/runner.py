@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..errors import InputFileError, StrictStop, UsageError
 from ..output.finalize import Finalized, finalize
+from ..output.shards import PARTS_DIR
 from ..output.storage import Store
 from ..plugins import detect_reader, get_reader, get_writer
 from ..readers.base import Partition, build_options
@@ -203,7 +204,7 @@ def localize_input(url: str) -> str:
 
 def _remove_temporaries(store: Store) -> None:
     """Hidden ``.*.tmp`` files of partitions a killed run did not finish (they are redone)."""
-    for folder in ("data", "rejects", "_progress"):
+    for folder in (PARTS_DIR, "data", "rejects", "_progress"):
         for name in store.listdir(folder):
             if name.startswith(".") and name.endswith(".tmp"):
                 store.remove(f"{folder}/{name}")

@@ -16,7 +16,7 @@ from ..engine.pipeline import marker_name
 from ..engine.tally import Tally
 from ..errors import UsageError
 from .card import render_card
-from .shards import EXTENSIONS
+from .shards import EXTENSIONS, PARTS_DIR
 from .storage import Store
 
 MANIFEST = "manifest.json"
@@ -62,6 +62,7 @@ def finalize(store: Store) -> Finalized:
             elif not store.exists(target):
                 raise UsageError(f"shard {shard['file']} of a committed partition is missing from {store.url}")
             final_shards.append({**shard, "file": target})
+    store.remove(PARTS_DIR)  # empty now: every shard has its final name
     manifest = {
         "tool": "grounding-convert",
         "version": __version__,

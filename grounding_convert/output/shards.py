@@ -34,9 +34,16 @@ class ShardInfo:
         return asdict(self)
 
 
+PARTS_DIR = "data/.parts"
+
+
 def partition_shard_name(split: str, partition: int, part: int, fmt: str) -> str:
-    """Name while the run is going on; :mod:`finalize` renames to ``{split}-{i:05d}-of-{n:05d}``."""
-    return f"data/{split}-p{partition:05d}-{part:04d}.{EXTENSIONS[fmt]}"
+    """Name until finalize renames it to ``data/{split}-{i:05d}-of-{n:05d}``.
+
+    The folder is hidden, so nothing that globs ``data/{split}-*`` (``load_dataset``, the Hub) sees the
+    shards of an unfinished run.
+    """
+    return f"{PARTS_DIR}/{split}-p{partition:05d}-{part:04d}.{EXTENSIONS[fmt]}"
 
 
 class ShardSink:

@@ -34,7 +34,7 @@ def test_load_dataset_returns_written_rows(flickr_excerpt, tmp_path, fmt):
     result = run(flickr_excerpt, tmp_path / "out", fmt=fmt)
     names = sorted(p.name for p in (tmp_path / "out" / "data").iterdir())
     assert names == [f"test-0000{i}-of-00004.{fmt}" for i in range(4)]
-    ds = load_dataset(str(tmp_path / "out"))
+    ds = load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))  # never a stale cache
     assert list(ds) == ["test"]
     assert len(ds["test"]) == result.tally.total_records() == 996 + 2999 + 2999
     written = []
@@ -125,5 +125,5 @@ def test_shards_rotate_by_bytes(flickr_excerpt, tmp_path):
     assert all(p.stat().st_size < 200_000 + 5_000 for p in shards)  # rotated right after crossing the limit
     n = len(shards)
     assert [p.name for p in shards] == [f"test-{i:05d}-of-{n:05d}.jsonl" for i in range(n)]
-    ds = load_dataset(str(tmp_path / "out"))
+    ds = load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))  # never a stale cache
     assert len(ds["test"]) == 996 + 2999 + 2999

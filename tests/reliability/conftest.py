@@ -57,8 +57,9 @@ def _canonical(root: Path) -> None:
     """Two canonical shards (Parquet + JSONL) of different datasets, so ids never collide."""
     scratch = root.parent / (root.name + "-scratch")
     generate("flickr30k-entities", scratch / "f30k", images=2, seed=7, write_images=False)
-    generate("visual-genome", scratch / "vg", images=1, seed=7, write_images=False, regions_per_image=4,
-             objects_per_image=2)
+    generate(
+        "visual-genome", scratch / "vg", images=1, seed=7, write_images=False, regions_per_image=4, objects_per_image=2
+    )
     root.mkdir(parents=True)
     for name, fmt, reader in (("f30k", "parquet", "flickr30k-entities"), ("vg", "jsonl", "visual-genome")):
         out = scratch / f"out-{name}"
@@ -84,11 +85,16 @@ CASES: dict[str, Case] = {
     "refcoco+": Case("refcoco+", _synth("refcoco+", 3, write_images=False), input="refcoco+"),
     "refcocog": Case("refcocog", _synth("refcocog", 3, write_images=False), input="refcocog"),
     "visual7w": Case(
-        "visual7w", _synth("visual7w", 3, write_images=False), flags=("--vg-image-data", "{root}/image_data.json"),
+        "visual7w",
+        _synth("visual7w", 3, write_images=False),
+        flags=("--vg-image-data", "{root}/image_data.json"),
         lenient=V7W_LAZY,
     ),
     "visual7w-images": Case(
-        "visual7w", _synth("visual7w", 2), flags=("--image-root", "{root}/images"), lenient=V7W_LAZY,
+        "visual7w",
+        _synth("visual7w", 2),
+        flags=("--image-root", "{root}/images"),
+        lenient=V7W_LAZY,
         unused=("image_data.json",),
     ),
     "grit-parquet": Case("grit", _synth("grit", 4, layout="parquet")),
@@ -341,8 +347,10 @@ def _tar(data: bytes, kind: str, where: float, pick: int) -> bytes:
     else:
         suffix = Path(info.name).suffix
         fallback = (content[: len(content) // 2], b"", b"\xff\xfe" + content)[pick % 3]
-        members[i] = (info, _structured(suffix, content, kind, where, pick) if suffix in (".json", ".txt")
-                      else fallback)
+        members[i] = (
+            info,
+            _structured(suffix, content, kind, where, pick) if suffix in (".json", ".txt") else fallback,
+        )
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
         for member, body in members:
@@ -366,8 +374,23 @@ def cli(*args: str):
 def convert_args(name: str, root: Path, out: Path, *extra: str) -> list[str]:
     case = CASES[name]
     flags = [f.replace("{root}", str(root)) for f in case.flags]
-    return ["convert", "--from", case.reader, "--to", "qwen-vl", "--input", str(root / case.input),
-            "--output", str(out), "--overwrite", "--quiet", "--format", "jsonl", *flags, *extra]
+    return [
+        "convert",
+        "--from",
+        case.reader,
+        "--to",
+        "qwen-vl",
+        "--input",
+        str(root / case.input),
+        "--output",
+        str(out),
+        "--overwrite",
+        "--quiet",
+        "--format",
+        "jsonl",
+        *flags,
+        *extra,
+    ]
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
@@ -453,4 +476,3 @@ class Kit:
 @pytest.fixture(scope="session")
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     return Kit(Pristine(tmp_path_factory.mktemp("pristine")))
-

@@ -23,8 +23,16 @@ FUZZ = settings(
     derandomize=True,  # the same examples on every run: CI must not flake on a newly drawn case
 )
 
-READERS = ["flickr30k-entities", "visual-genome", "refcoco", "visual7w", "grit-parquet", "grit-jsonl",
-           "grit-img2dataset", "canonical"]
+READERS = [
+    "flickr30k-entities",
+    "visual-genome",
+    "refcoco",
+    "visual7w",
+    "grit-parquet",
+    "grit-jsonl",
+    "grit-img2dataset",
+    "canonical",
+]
 
 
 def fuzz_once(kit, name: str, data: st.DataObject) -> None:
