@@ -75,7 +75,7 @@ def convert_command(
     spans: Annotated[str | None, Opt(help="GRIT: noun-chunks or ref-exps.")] = None,
     min_score: Annotated[float | None, Opt(help="GRIT: drop boxes below this confidence.")] = None,
     image_root: Annotated[str | None, Opt(help="Folder of the dataset's images (sizes, embedding).")] = None,
-    vg_image_data: Annotated[str | None, Opt(help="Visual7W: VG image_data.json for image sizes.")] = None,
+    vg_image_data: Annotated[str | None, Opt(help="Visual Genome / Visual7W: VG image_data.json (image sizes).")] = None,
     image_prefix: Annotated[str | None, Opt(help="Root or URL written in front of image paths in records.")] = None,
     template_file: Annotated[str | None, Opt(help="Your own template YAML for the writer.")] = None,
     language: Annotated[str | None, Opt(help="Template language: en, zh or mixed.")] = None,

@@ -25,7 +25,7 @@ def inspect_command(
     spans: Annotated[str | None, Opt(help="GRIT: noun-chunks or ref-exps.")] = None,
     min_score: Annotated[float | None, Opt(help="GRIT: drop boxes below this confidence.")] = None,
     image_root: Annotated[str | None, Opt(help="Folder of the dataset's images (for image sizes).")] = None,
-    vg_image_data: Annotated[str | None, Opt(help="Visual7W: VG image_data.json for image sizes.")] = None,
+    vg_image_data: Annotated[str | None, Opt(help="Visual Genome / Visual7W: VG image_data.json (image sizes).")] = None,
     reader_option: Annotated[
         list[str] | None, Opt("--reader-option", "-O", help="Any reader option KEY=VALUE.")
     ] = None,
