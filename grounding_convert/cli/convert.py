@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..engine.runner import RunOptions, convert, make_job
+from ..engine.runner import RunOptions, convert, localize_input, make_job
 from ..errors import UsageError
 from ..output.shards import FORMATS
 from ..plugins import detect_reader, get_reader, get_writer
 from .common import parse_pairs, reported_errors
+from .options import (
+    AnnotationsKind,
+    FromReader,
+    ImageRoot,
+    Limit,
+    MinScore,
+    ReaderOption,
+    Spans,
+    Split,
+    SplitBy,
+    TextKind,
+    VgImageData,
+    reader_flags,
+)
 from .summary import print_summary
 
 READER_FLAGS = ("split_by", "annotations", "text", "spans", "min_score", "image_root", "vg_image_data")
@@ -47,15 +60,13 @@ def convert_command(
     to: Annotated[str, Opt("--to", "-t", help="Writer: qwen-vl, ofa, kosmos-2, cogvlm, canonical.")],
     input: Annotated[str, Opt("--input", "-i", help="Dataset folder or file as published (or an fsspec URL).")],
     output: Annotated[str, Opt("--output", "-o", help="Output directory (or fsspec URL).")],
-    from_: Annotated[
-        str | None, Opt("--from", "-f", help="Reader; detected from the input layout when left out.")
-    ] = None,
+    from_: FromReader = None,
     format: Annotated[str, Opt("--format", help=f"Shard format: {', '.join(FORMATS)} (tsv: ofa only).")] = "parquet",
     tasks: Annotated[
         str | None, Opt(help="Comma list of rec, reg, grounded-caption, pointing (default: all the writer has).")
     ] = None,
-    split: Annotated[str | None, Opt(help="Keep only this split (others are counted as filtered).")] = None,
-    limit: Annotated[int | None, Opt(help="Stop after this many input samples (in plan order).")] = None,
+    split: Split = None,
+    limit: Limit = None,
     seed: Annotated[int, Opt(help="Seed of the template choice (per record id).")] = 0,
     workers: Annotated[int, Opt(help="Processes (local engine) or CPUs (ray).")] = 1,
     overwrite: Annotated[bool, Opt(help="Replace a non-empty output directory.")] = False,
@@ -69,20 +80,18 @@ def convert_command(
     worker_index: Annotated[int, Opt(help="Cluster slicing: this task's index (e.g. $SLURM_ARRAY_TASK_ID).")] = 0,
     max_records_per_shard: Annotated[int, Opt(help="Rotate shards after this many records.")] = 100_000,
     max_shard_bytes: Annotated[int, Opt(help="Rotate shards after about this many bytes.")] = 512 * 1024 * 1024,
-    split_by: Annotated[str | None, Opt(help="RefCOCO*: unc, google or umd.")] = None,
-    annotations: Annotated[str | None, Opt(help="Visual Genome: regions or objects.")] = None,
-    text: Annotated[str | None, Opt(help="RefCOCO*: sent (cleaned) or raw.")] = None,
-    spans: Annotated[str | None, Opt(help="GRIT: noun-chunks or ref-exps.")] = None,
-    min_score: Annotated[float | None, Opt(help="GRIT: drop boxes below this confidence.")] = None,
-    image_root: Annotated[str | None, Opt(help="Folder of the dataset's images (sizes, embedding).")] = None,
-    vg_image_data: Annotated[str | None, Opt(help="Visual Genome / Visual7W: VG image_data.json (image sizes).")] = None,
+    split_by: SplitBy = None,
+    annotations: AnnotationsKind = None,
+    text: TextKind = None,
+    spans: Spans = None,
+    min_score: MinScore = None,
+    image_root: ImageRoot = None,
+    vg_image_data: VgImageData = None,
     image_prefix: Annotated[str | None, Opt(help="Root or URL written in front of image paths in records.")] = None,
     template_file: Annotated[str | None, Opt(help="Your own template YAML for the writer.")] = None,
     language: Annotated[str | None, Opt(help="Template language: en, zh or mixed.")] = None,
     embed_images: Annotated[bool, Opt(help="OFA tsv: embed base64 image bytes from --image-root.")] = False,
-    reader_option: Annotated[
-        list[str] | None, Opt("--reader-option", "-O", help="Any reader option KEY=VALUE.")
-    ] = None,
+    reader_option: ReaderOption = None,
     writer_option: Annotated[
         list[str] | None, Opt("--writer-option", "-W", help="Any writer option KEY=VALUE.")
     ] = None,
@@ -90,23 +99,14 @@ def convert_command(
 ) -> None:
     """Convert a dataset into a model's training records, as sharded Parquet/JSONL, with a summary."""
     with reported_errors():
-        reader = from_ or detect_reader(input)
-        flags = {
-            "split": split,
-            "split_by": split_by,
-            "annotations": annotations,
-            "text": text,
-            "spans": spans,
-            "min_score": min_score,
-            "image_root": image_root,
-            "vg_image_data": vg_image_data,
+        reader = from_ or detect_reader(localize_input(input))
+        flags = reader_flags(split, split_by, annotations, text, spans, min_score, image_root, vg_image_data)
+        flags |= {
             "image_prefix": image_prefix,
             "template_file": template_file,
             "language": language,
             "embed_images": embed_images,
         }
-        if image_root:
-            flags["image_root"] = str(Path(image_root))
         reader_opts, writer_opts = route_options(
             reader, to, flags, parse_pairs(reader_option, "-O"), parse_pairs(writer_option, "-W")
         )

@@ -9,43 +9,44 @@ import typer
 
 from ..tools.inspect import PROBLEMS, InspectReport, inspect
 from .common import parse_pairs, reported_errors
+from .options import (
+    AnnotationsKind,
+    FromReader,
+    ImageRoot,
+    Limit,
+    MinScore,
+    ReaderOption,
+    Spans,
+    Split,
+    SplitBy,
+    TextKind,
+    VgImageData,
+    reader_flags,
+)
 
 Opt = typer.Option
 
 
 def inspect_command(
     input: Annotated[str, typer.Argument(help="Dataset folder or file as published.")],
-    from_: Annotated[
-        str | None, Opt("--from", "-f", help="Reader; detected from the input layout when left out.")
-    ] = None,
-    split: Annotated[str | None, Opt(help="Only this split (others are counted as filtered).")] = None,
-    split_by: Annotated[str | None, Opt(help="RefCOCO*: unc, google or umd.")] = None,
-    annotations: Annotated[str | None, Opt(help="Visual Genome: regions or objects.")] = None,
-    text: Annotated[str | None, Opt(help="RefCOCO*: sent (cleaned) or raw.")] = None,
-    spans: Annotated[str | None, Opt(help="GRIT: noun-chunks or ref-exps.")] = None,
-    min_score: Annotated[float | None, Opt(help="GRIT: drop boxes below this confidence.")] = None,
-    image_root: Annotated[str | None, Opt(help="Folder of the dataset's images (for image sizes).")] = None,
-    vg_image_data: Annotated[str | None, Opt(help="Visual Genome / Visual7W: VG image_data.json (image sizes).")] = None,
-    reader_option: Annotated[
-        list[str] | None, Opt("--reader-option", "-O", help="Any reader option KEY=VALUE.")
-    ] = None,
-    limit: Annotated[int | None, Opt(help="Stop after this many samples (in plan order).")] = None,
+    from_: FromReader = None,
+    split: Split = None,
+    split_by: SplitBy = None,
+    annotations: AnnotationsKind = None,
+    text: TextKind = None,
+    spans: Spans = None,
+    min_score: MinScore = None,
+    image_root: ImageRoot = None,
+    vg_image_data: VgImageData = None,
+    reader_option: ReaderOption = None,
+    limit: Limit = None,
     examples: Annotated[int, Opt(help="How many example samples to show.")] = 3,
     json: Annotated[bool, Opt("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Samples per split, box and phrase statistics, rejects, repairs and problems of a dataset."""
     with reported_errors():
         options: dict[str, Any] = parse_pairs(reader_option, "-O")
-        flags = {
-            "split": split,
-            "split_by": split_by,
-            "annotations": annotations,
-            "text": text,
-            "spans": spans,
-            "min_score": min_score,
-            "image_root": image_root,
-            "vg_image_data": vg_image_data,
-        }
+        flags = reader_flags(split, split_by, annotations, text, spans, min_score, image_root, vg_image_data)
         options.update({k: v for k, v in flags.items() if v is not None})
         report = inspect(input, from_, options, limit=limit, examples=examples)
         if json:
