@@ -104,11 +104,12 @@ FILTER_REASONS = {
     "no-regions": "GRIT record with no span left after --min-score",
 }
 
-# Repairs and observations on kept records (Note) — counted in the summary and the card.
+# Repairs and observations (Note) — counted in the summary ("notes") and the card; never records.
 NOTES = {
     "clipped-box": "a box partly outside the image was clipped to it",
     "below-min-score": "a GRIT span below --min-score was dropped from its record",
     "telling-without-groundings": "Visual7W telling QA read without a grounding-annotations file",
+    "split-ids-without-files": "Flickr30K ids a split file lists but whose Sentences file is absent (excerpts)",
 }
 
 

@@ -32,7 +32,7 @@ def print_summary(result: RunResult, output: str) -> None:
         f"{'total':<12}{t.read:>10,}{t.written:>10,}{t.rejected:>10,}{t.filtered:>10,}"
         + "".join(f"{sum(r.get(task, 0) for r in t.records.values()):>18,}" for task in tasks)
     )
-    for title, counter in (("rejected", t.reject_reasons), ("filtered", t.filter_reasons), ("repaired", t.notes)):
+    for title, counter in (("rejected", t.reject_reasons), ("filtered", t.filter_reasons), ("notes", t.notes)):
         if counter:
             echo(f"{title}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counter.items())))
     if t.rejected:

@@ -110,7 +110,7 @@ def _reason_tables(tally: Tally) -> list[str]:
     for title, counter in (
         ("Rejected (see `rejects/`)", tally.reject_reasons),
         ("Filtered", tally.filter_reasons),
-        ("Repairs made and counted", tally.notes),
+        ("Notes: repairs and observations", tally.notes),
     ):
         if counter:
             out += [f"## {title}", "", "| reason | count |", "|---|---:|"]

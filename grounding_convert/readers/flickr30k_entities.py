@@ -224,20 +224,18 @@ class Flickr30kEntitiesReader(Reader):
         groups = _split_groups(root, available)
         if wanted is not None:
             if not (root / f"{wanted}.txt").is_file():
-                raise InputFileError(
-                    root / f"{wanted}.txt", "split file not found", f"the list of {wanted} ids"
-                )
-            groups = [(s, ids) for s, ids in groups if s == wanted]
+                raise InputFileError(root / f"{wanted}.txt", "split file not found", f"the list of {wanted} ids")
+            groups = [g for g in groups if g[0] == wanted]
         partitions: list[Partition] = []
-        for split, ids in groups:
+        for split, ids, absent in groups:
             for n, start in enumerate(range(0, len(ids), per_partition)):
                 chunk = ids[start : start + per_partition]
+                params = {"root": str(root.absolute()), "split": split, "ids": chunk}
+                if n == 0 and absent:
+                    params["listed_without_files"] = absent
                 partitions.append(
                     Partition(
-                        index=len(partitions),
-                        key=f"{split or UNLISTED}-{n:05d}",
-                        source=str(root),
-                        params={"root": str(root.absolute()), "split": split, "ids": chunk},
+                        index=len(partitions), key=f"{split or UNLISTED}-{n:05d}", source=str(root), params=params
                     )
                 )
         return partitions
@@ -245,6 +243,8 @@ class Flickr30kEntitiesReader(Reader):
     def read(self, partition: Partition) -> Iterator[ReadItem]:
         root = Path(partition.params["root"])
         split = partition.params["split"]
+        if partition.params.get("listed_without_files"):
+            yield Note("split-ids-without-files", partition.params["listed_without_files"])
         for image_id in partition.params["ids"]:
             yield from self._read_image(root, image_id, split)
 
@@ -402,10 +402,11 @@ def _id_order(image_id: str) -> tuple[bool, int, str]:
     return (not numeric, int(image_id) if numeric else 0, image_id)
 
 
-def _split_groups(root: Path, available: set[str]) -> list[tuple[str | None, list[str]]]:
+def _split_groups(root: Path, available: set[str]) -> list[tuple[str | None, list[str], int]]:
     """Ids per split in split-file order (first listing wins), then unlisted ids sorted numerically.
 
-    Ids a split file lists without a caption file are skipped: excerpts ship the full official lists.
+    Ids a split file lists without a caption file are skipped (excerpts ship the full official lists)
+    but counted, third in each tuple, so a half-extracted download shows in the summary.
     """
     seen: set[str] = set()
     groups: list[tuple[str | None, list[str]]] = []
@@ -422,8 +423,8 @@ def _split_groups(root: Path, available: set[str]) -> list[tuple[str | None, lis
             if image_id in available and image_id not in seen:
                 seen.add(image_id)
                 ids.append(image_id)
-        groups.append((split, ids))
+        groups.append((split, ids, len(set(listed) - available)))
     rest = sorted(available - seen, key=_id_order)
     if rest:
-        groups.append((None, rest))
+        groups.append((None, rest, 0))
     return groups
