@@ -141,8 +141,23 @@ class Quantizer:
         if width <= 0 or height <= 0:
             raise BoxError(f"image size {width}x{height} cannot quantize a box")
         scale, top = self.scale, self.max_index
-        r = math.floor if self.rounding == "floor" else round
         x1, y1, x2, y2 = box  # v / size * scale, in the models' own order of operations
+        if self.rounding == "floor":
+            # int() truncates toward zero: floor for v >= 0, and any v < 0 clamps to 0 either way (NaN and
+            # inf raise the same ValueError/OverflowError as math.floor)
+            a, b, c, d = (
+                int(x1 / width * scale),
+                int(y1 / height * scale),
+                int(x2 / width * scale),
+                int(y2 / height * scale),
+            )
+            return [
+                a if 0 <= a <= top else (0 if a < 0 else top),
+                b if 0 <= b <= top else (0 if b < 0 else top),
+                c if 0 <= c <= top else (0 if c < 0 else top),
+                d if 0 <= d <= top else (0 if d < 0 else top),
+            ]
+        r = round
         return [
             min(max(int(r(x1 / width * scale)), 0), top),
             min(max(int(r(y1 / height * scale)), 0), top),

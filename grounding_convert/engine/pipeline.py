@@ -178,10 +178,8 @@ class _Converter:
         if self.wanted and sample.split != self.wanted:
             tally.count_filtered(sample.split, "split")
             return
-        rendered: list[tuple[str, list[dict[str, Any]]]] = []
         try:
-            for task in self.tasks:
-                rendered.append((task, self.writer.render(sample, task, self.seed)))
+            rendered = self.writer.render_tasks(sample, self.tasks, self.seed)
         except RecordError as exc:
             self.reject(
                 Reject(exc.reason, exc.message, self.partition.source, sample.id, raw=exc.raw, split=sample.split)

@@ -107,6 +107,8 @@ class Writer(ABC):
     Options: ClassVar[type[WriterOptions]] = WriterOptions
     #: template file stem under configs/templates (None: the writer uses no templates)
     template_name: ClassVar[str | None] = None
+    #: per-sample memo while :meth:`render_tasks` runs (None otherwise)
+    _memo: dict[Any, Any] | None = None
 
     def __init__(self, options: WriterOptions | None = None):
         self.options = options if options is not None else self.Options()
@@ -160,28 +162,47 @@ class Writer(ABC):
         """All records of one task for one sample ([] when the task does not apply)."""
         if task in ("rec", "reg"):
             method = self.render_rec if task == "rec" else self.render_reg
+            regions = grounded_regions(sample)
+            if not regions:
+                return []
+            self._check_size(sample)
             out = []
-            for index, region in grounded_regions(sample):
-                record_id = f"{sample.id}/{task}/{index}"
-                self._check_size(sample)
-                out.append(self._common(sample, task, record_id) | method(sample, region, record_rng(seed, record_id)))
+            prefix = f"{sample.id}/{task}/"
+            for index, region in regions:
+                record_id = prefix + str(index)
+                record = self._common(sample, task, record_id)
+                record.update(method(sample, region, record_rng(seed, record_id)))
+                out.append(record)
             return out
         if task == "grounded-caption":
             if not any(r.span is not None and r.boxes for r in sample.regions if r.role is None):
                 return []
             record_id = f"{sample.id}/{task}"
             self._check_size(sample)
-            return [
-                self._common(sample, task, record_id)
-                | self.render_grounded_caption(sample, record_rng(seed, record_id))
-            ]
+            record = self._common(sample, task, record_id)
+            record.update(self.render_grounded_caption(sample, record_rng(seed, record_id)))
+            return [record]
         if task == "pointing":
             if not any(r.role == "answer" and r.boxes for r in sample.regions):
                 return []
             record_id = f"{sample.id}/{task}"
             self._check_size(sample)
-            return [self._common(sample, task, record_id) | self.render_pointing(sample, record_rng(seed, record_id))]
+            record = self._common(sample, task, record_id)
+            record.update(self.render_pointing(sample, record_rng(seed, record_id)))
+            return [record]
         raise ValueError(f"unknown task {task!r}")
+
+    def render_tasks(self, sample: Sample, tasks: Sequence[str], seed: int) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Every task's records for one sample, in task order (the first RecordError stops them all).
+
+        The sample cannot change while its tasks render, so a writer may keep per-sample work (a region's
+        box tokens) in ``self._memo`` meanwhile; the memo lives for this call only.
+        """
+        self._memo = {}
+        try:
+            return [(task, self.render(sample, task, seed)) for task in tasks]
+        finally:
+            self._memo = None
 
     def choose_template(self, task: str, rng: RecordRandom) -> str:
         assert self.templates is not None, f"writer {self.name} has no templates"

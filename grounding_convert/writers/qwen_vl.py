@@ -49,9 +49,13 @@ BOX_BODY = re.compile(r"\(([0-9]+),([0-9]+)\),\(([0-9]+),([0-9]+)\)")
 
 def box_tokens(box: Box, width: int, height: int) -> str:
     """One box as ``<box>(x1,y1),(x2,y2)</box>`` (per-mille, truncated, top-left then bottom-right)."""
-    if not boxes.is_finite(box):
-        raise RecordError("bad-box", f"box {box!r} is not four finite numbers", box)
-    x1, y1, x2, y2 = QUANTIZER.encode_box(box, width, height)
+    try:
+        x1, y1, x2, y2 = QUANTIZER.encode_box(box, width, height)
+    except (TypeError, ValueError, OverflowError):
+        # a NaN/inf/non-number fails the truncation: say so as before (checked only on this rare path)
+        if not boxes.is_finite(box):
+            raise RecordError("bad-box", f"box {box!r} is not four finite numbers", box) from None
+        raise
     if x2 <= x1 or y2 <= y1:  # FORMATS.md: never turn a valid box into an empty one without counting it
         raise RecordError("empty-box", f"box {list(box)} collapses to ({x1},{y1}),({x2},{y2}) per mille", list(box))
     return f"<box>({x1},{y1}),({x2},{y2})</box>"
@@ -111,8 +115,18 @@ class QwenVlWriter(Writer):
         return self._conversation(sample, prompt, reply)
 
     def _boxes(self, sample: Sample, region: Region) -> str:
+        memo = self._memo  # REC, REG and the caption spell the same region's boxes: once per sample
+        if memo is not None:
+            tokens = memo.get(id(region))
+            if tokens is None:
+                tokens = memo[id(region)] = self._spell(sample, region)
+            return tokens
+        return self._spell(sample, region)
+
+    @staticmethod
+    def _spell(sample: Sample, region: Region) -> str:
         w, h = sample.image.width, sample.image.height
-        return "".join(box_tokens(b, w, h) for b in region.boxes)
+        return "".join([box_tokens(b, w, h) for b in region.boxes])
 
     def _prompt(self, task: str, rng: RecordRandom, **values: str) -> str:
         template = self.choose_template(task, rng)
@@ -203,6 +217,8 @@ def _decode(body: str, width: int, height: int) -> Box:
 
 def _clean(text: str, sample: Sample) -> str:
     """Refuse source text holding Qwen-VL's own tags: the record could not be parsed back."""
+    if "<" not in text:  # every tag starts with "<": most text needs no further look
+        return text
     for tag in SPECIAL_TAGS:
         if tag in text:
             raise RecordError("render-failed", f"sample {sample.id}: text {text!r} contains the tag {tag}")
