@@ -102,8 +102,7 @@ class GritReader(Reader):
                 parquet = str(beside) if beside.is_file() else None
                 parts.append((f"{path.stem}", str(path), {"parquet": parquet}))
         return [
-            Partition(i, key, source, {"layout": layout, **params})
-            for i, (key, source, params) in enumerate(parts)
+            Partition(i, key, source, {"layout": layout, **params}) for i, (key, source, params) in enumerate(parts)
         ]
 
     # --- reading -------------------------------------------------------------------------------------
@@ -126,14 +125,44 @@ class GritReader(Reader):
             columns = [c for c in [*COLUMNS, field] if c in names]
             row = params["first_row"]
             groups = params["row_groups"]
+            build = self._build
             for batch in pfile.iter_batches(batch_size=2048, row_groups=groups, columns=columns):
-                for record in batch.to_pylist():
-                    position = f"row {row}"
-                    row += 1
-                    if "status" in record and record["status"] != "success":
-                        yield Filtered("download-failed", source, position)
+                # column by column: only Python lists, no dict per row (a row's dict is built for a reject)
+                names = batch.schema.names
+                cols = [batch.column(i).to_pylist() for i in range(len(names))]
+                get = dict(zip(names, cols, strict=True)).get
+                n = batch.num_rows
+                nones = [None] * n
+                ids, captions, chunks = get("id", nones), get("caption", nones), get(field, nones)
+                widths, heights = get("width", nones), get("height", nones)
+                keys, urls = get("key", nones), get("url", nones)
+                b32, l14 = get(META_KEYS[0], nones), get(META_KEYS[1], nones)
+                statuses = get("status")
+                downloaded = statuses is not None
+                ow, oh = get("original_width", nones), get("original_height", nones)
+                for i in range(n):
+                    if downloaded and statuses[i] != "success":
+                        yield Filtered("download-failed", source, f"row {row + i}")
                         continue
-                    yield from self._convert(record, source, position, downloaded="status" in record)
+                    try:
+                        sample, dropped, clipped = build(
+                            ids[i], captions[i], chunks[i], field, widths[i], heights[i], b32[i], l14[i],
+                            keys[i], urls[i], downloaded, ow[i], oh[i], None, None,
+                        )  # fmt: skip
+                    except _Bad as exc:
+                        position = f"row {row + i}"
+                        record = {name: col[i] for name, col in zip(names, cols, strict=True)}
+                        yield Reject(exc.reason, f"{source}: {position}: {exc}", source, position, _raw(record))
+                        continue
+                    if dropped:
+                        yield Note("below-min-score", dropped, {"source": source})
+                    if sample is None:
+                        yield Filtered("no-regions", source, f"row {row + i}")
+                        continue
+                    yield sample
+                    if clipped:
+                        yield Note("clipped-box", clipped, {"sample_id": sample.id, "source": source})
+                row += n
         except (OSError, pa.ArrowException) as exc:
             raise InputFileError(source, f"unreadable parquet ({exc})", "a GRIT parquet shard") from None
 
@@ -217,67 +246,105 @@ class GritReader(Reader):
     ) -> tuple[Sample | None, int, int]:
         if not isinstance(record, dict):
             raise _Bad("wrong-type", "record is not a JSON object")
+        get = record.get
         field = SPAN_FIELDS[self.options.spans]
-        for key in ("id", "caption", field):
-            if record.get(key) is None:
-                raise _Bad("missing-key", f"record has no {key!r}")
-        caption = record["caption"]
+        return self._build(
+            get("id"), get("caption"), get(field), field, get("width"), get("height"), get(META_KEYS[0]),
+            get(META_KEYS[1]), get("key"), get("url"), downloaded, get("original_width"),
+            get("original_height"), image_file, tar,
+        )  # fmt: skip
+
+    def _build(
+        self,
+        record_id: Any,
+        caption: Any,
+        chunk_list: Any,
+        field: str,
+        w: Any,
+        h: Any,
+        vitb32: Any,
+        vitl14: Any,
+        key: Any,
+        url: Any,
+        downloaded: bool,
+        original_width: Any,
+        original_height: Any,
+        image_file: str | None,
+        tar: str | None,
+    ) -> tuple[Sample | None, int, int]:
+        """One record's fields → (sample or None when every chunk scored too low, dropped, clipped)."""
+        if record_id is None:
+            raise _Bad("missing-key", "record has no 'id'")
+        if caption is None:
+            raise _Bad("missing-key", "record has no 'caption'")
+        if chunk_list is None:
+            raise _Bad("missing-key", f"record has no {field!r}")
         if not isinstance(caption, str):
             raise _Bad("wrong-type", "caption is not a string")
         if not caption.strip():
             raise _Bad("bad-text", "caption is empty")
-        width, height = _size(record)
+        if type(w) is int and type(h) is int and w > 0 and h > 0:  # the usual case, _size otherwise
+            width, height = w, h
+        else:
+            width, height = _size(w, h)
         length = len(caption)
         chunks = [
             _fast_chunk(c, length, i) or (i, *_chunk(c, caption, field, i))
-            for i, c in enumerate(_list(record[field], field))
+            for i, c in enumerate(_list(chunk_list, field))
         ]
-        kept = [c for c in chunks if c[3] >= self.options.min_score]
+        min_score = self.options.min_score
+        kept = [c for c in chunks if c[3] >= min_score]
         dropped = len(chunks) - len(kept)
         if not kept:
             return None, dropped, 0
         regions: dict[tuple[int, int], Region] = {}
         clipped = 0
+        is_inside, clip, to_pixels, is_empty = boxes.is_inside, boxes.clip, boxes.normalized_to_pixels, boxes.is_empty
         for index, start, end, score, norm in kept:
-            if boxes.is_inside(norm, 1.0, 1.0):
+            if is_inside(norm, 1.0, 1.0):
                 fixed = norm
             else:
-                fixed = boxes.clip(norm, 1.0, 1.0)
+                fixed = clip(norm, 1.0, 1.0)
                 clipped += fixed != norm
-            pixel = boxes.normalized_to_pixels(fixed, width, height)
-            if boxes.is_empty(pixel):
+            pixel = to_pixels(fixed, width, height)
+            if is_empty(pixel):
                 raise _Bad("empty-box", f"{field}[{index}] box {norm!r} has no area inside the image")
-            region = regions.get((start, end))
+            span = (start, end)
+            region = regions.get(span)
             if region is None:
-                region = regions[(start, end)] = Region(caption[start:end], (start, end), [], score=score)
-            region.boxes.append(pixel)
-            region.score = max(region.score or 0.0, score)
-        record_id = record["id"]
-        meta: dict[str, Any] = {k: record.get(k) for k in META_KEYS if record.get(k) is not None}
-        if record.get("key") is not None:
-            meta["key"] = str(record["key"])
+                regions[span] = Region(caption[start:end], span, [pixel], score=max(score or 0.0, score))
+            else:
+                region.boxes.append(pixel)
+                region.score = max(region.score or 0.0, score)
+        meta: dict[str, Any] = {}
+        if vitb32 is not None:
+            meta[META_KEYS[0]] = vitb32
+        if vitl14 is not None:
+            meta[META_KEYS[1]] = vitl14
+        if key is not None:
+            meta["key"] = str(key)
         if downloaded:
-            meta["original_width"] = record.get("original_width")
-            meta["original_height"] = record.get("original_height")
+            meta["original_width"] = original_width
+            meta["original_height"] = original_height
         else:
             meta["original_width"], meta["original_height"] = width, height
         if tar:
             meta["tar"] = tar
-        url = record.get("url")
         sample = Sample(
-            id=grit_id(record_id),
-            dataset="grit",
-            split=SPLIT,
-            image=ImageRef(
-                file=image_file or f"{record_id}.jpg",
-                id=str(record_id),
-                width=width,
-                height=height,
-                url=str(url) if url is not None else None,
+            grit_id(record_id),
+            "grit",
+            SPLIT,
+            ImageRef(
+                image_file or f"{record_id}.jpg",
+                str(record_id),
+                width,
+                height,
+                str(url) if url is not None else None,
             ),
-            text=caption,
-            regions=[regions[k] for k in sorted(regions)],
-            meta=meta,
+            caption,
+            None,
+            [regions[k] for k in sorted(regions)] if len(regions) > 1 else list(regions.values()),
+            meta,
         )
         return sample, dropped, clipped
 
@@ -285,8 +352,7 @@ class GritReader(Reader):
 # --- record helpers ----------------------------------------------------------------------------------
 
 
-def _size(record: dict[str, Any]) -> tuple[int, int]:
-    w, h = record.get("width"), record.get("height")
+def _size(w: Any, h: Any) -> tuple[int, int]:
     if not all(_positive(v) for v in (w, h)):
         raise _Bad("bad-size", f"image size {w}x{h} is not usable")
     return int(w), int(h)
