@@ -49,6 +49,18 @@ def normalized_to_pixels(box: Sequence[float], width: float, height: float) -> B
     return [x1 * width, y1 * height, x2 * width, y2 * height]
 
 
+def denormalize_clipped(box: Sequence[float], width: float, height: float) -> tuple[Box, bool]:
+    """0–1 corners clamped into the unit square, then pixels; and whether the clamp changed anything.
+
+    :func:`clip` to ``1 × 1`` and :func:`normalized_to_pixels` in one call (GRIT's hot path).
+    """
+    x1, y1, x2, y2 = box
+    if x1 >= 0.0 and y1 >= 0.0 and x2 <= 1.0 and y2 <= 1.0:
+        return [x1 * width, y1 * height, x2 * width, y2 * height], False
+    fixed = clip(box, 1.0, 1.0)
+    return normalized_to_pixels(fixed, width, height), fixed != list(box)
+
+
 # --- checks and repairs ------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ import math
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from math import isfinite
 from pathlib import Path
 from typing import Any, Literal
 
@@ -287,35 +288,13 @@ class GritReader(Reader):
             width, height = w, h
         else:
             width, height = _size(w, h)
-        length = len(caption)
-        chunks = [
-            _fast_chunk(c, length, i) or (i, *_chunk(c, caption, field, i))
-            for i, c in enumerate(_list(chunk_list, field))
-        ]
         min_score = self.options.min_score
-        kept = [c for c in chunks if c[3] >= min_score]
-        dropped = len(chunks) - len(kept)
-        if not kept:
+        found = _fast_regions(chunk_list, caption, min_score, width, height)
+        if found is None:  # something unusual: the checks one by one, in order, with the reason
+            found = _regions(chunk_list, caption, field, min_score, width, height)
+        regions, dropped, clipped = found
+        if not regions:
             return None, dropped, 0
-        regions: dict[tuple[int, int], Region] = {}
-        clipped = 0
-        is_inside, clip, to_pixels, is_empty = boxes.is_inside, boxes.clip, boxes.normalized_to_pixels, boxes.is_empty
-        for index, start, end, score, norm in kept:
-            if is_inside(norm, 1.0, 1.0):
-                fixed = norm
-            else:
-                fixed = clip(norm, 1.0, 1.0)
-                clipped += fixed != norm
-            pixel = to_pixels(fixed, width, height)
-            if is_empty(pixel):
-                raise _Bad("empty-box", f"{field}[{index}] box {norm!r} has no area inside the image")
-            span = (start, end)
-            region = regions.get(span)
-            if region is None:
-                regions[span] = Region(caption[start:end], span, [pixel], score=max(score or 0.0, score))
-            else:
-                region.boxes.append(pixel)
-                region.score = max(region.score or 0.0, score)
         meta: dict[str, Any] = {}
         if vitb32 is not None:
             meta[META_KEYS[0]] = vitb32
@@ -343,7 +322,7 @@ class GritReader(Reader):
             ),
             caption,
             None,
-            [regions[k] for k in sorted(regions)] if len(regions) > 1 else list(regions.values()),
+            regions,
             meta,
         )
         return sample, dropped, clipped
@@ -413,6 +392,89 @@ def _fast_chunk(chunk: Any, length: int, index: int) -> tuple[int, int, int, flo
     if not (boxes.is_finite(box) and math.isfinite(score)):
         return None
     return index, start, end, score, box
+
+
+def _regions(
+    chunk_list: Any, caption: str, field: str, min_score: float, width: int, height: int
+) -> tuple[list[Region], int, int]:
+    """Every chunk checked (first bad one raises), low scores dropped, then boxes → pixel regions."""
+    length = len(caption)
+    chunks = [
+        _fast_chunk(c, length, i) or (i, *_chunk(c, caption, field, i)) for i, c in enumerate(_list(chunk_list, field))
+    ]
+    kept = [c for c in chunks if c[3] >= min_score]
+    dropped = len(chunks) - len(kept)
+    if not kept:
+        return [], dropped, 0
+    regions: dict[tuple[int, int], Region] = {}
+    clipped = 0
+    for index, start, end, score, norm in kept:
+        pixel, was_clipped = boxes.denormalize_clipped(norm, width, height)
+        clipped += was_clipped
+        if boxes.is_empty(pixel):
+            raise _Bad("empty-box", f"{field}[{index}] box {norm!r} has no area inside the image")
+        span = (start, end)
+        region = regions.get(span)
+        if region is None:
+            regions[span] = Region(caption[start:end], span, [pixel], score=max(score or 0.0, score))
+        else:
+            region.boxes.append(pixel)
+            region.score = max(region.score or 0.0, score)
+    return [regions[k] for k in sorted(regions)], dropped, clipped
+
+
+_NUMBER = (int, float)
+
+
+def _fast_regions(
+    chunk_list: Any, caption: str, min_score: float, width: int, height: int
+) -> tuple[list[Region], int, int] | None:
+    """:func:`_regions` in one pass for the common case, or None at the first thing it would have to explain.
+
+    Same chunk checks as :func:`_fast_chunk`, same order, same arithmetic; a chunk that is not plainly
+    valid, or a box left empty, hands the record to :func:`_regions` (which then finds the first problem).
+    """
+    if type(chunk_list) is not list:
+        return None
+    length = len(caption)
+    regions: dict[tuple[int, int], Region] = {}
+    dropped = clipped = 0
+    denormalize, is_empty = boxes.denormalize_clipped, boxes.is_empty
+    for chunk in chunk_list:
+        if type(chunk) is not list or len(chunk) != 7:
+            return None
+        s0, e0, x1, y1, x2, y2, score = chunk
+        if type(s0) not in _NUMBER or type(e0) not in _NUMBER or type(score) is bool:
+            return None
+        start, end = int(s0), int(e0)
+        if start != s0 or end != e0 or not 0 <= start < end <= length:
+            return None
+        try:
+            norm = [float(x1), float(y1), float(x2), float(y2)]
+            score = float(score)
+        except (TypeError, ValueError):
+            return None
+        if not (isfinite(norm[0]) and isfinite(norm[1]) and isfinite(norm[2]) and isfinite(norm[3])):
+            return None
+        if not isfinite(score):
+            return None
+        if not score >= min_score:
+            dropped += 1
+            continue
+        pixel, was_clipped = denormalize(norm, width, height)
+        if is_empty(pixel):
+            return None
+        clipped += was_clipped
+        span = (start, end)
+        region = regions.get(span)
+        if region is None:  # score: max(score or 0.0, score) of _regions, i.e. -0.0 becomes 0.0
+            regions[span] = Region(caption[start:end], span, [pixel], None, score if score else 0.0)
+        else:
+            region.boxes.append(pixel)
+            region.score = max(region.score or 0.0, score)
+    if len(regions) < 2:
+        return list(regions.values()), dropped, clipped
+    return [regions[k] for k in sorted(regions)], dropped, clipped
 
 
 def _offset(value: Any, where: str) -> int:
