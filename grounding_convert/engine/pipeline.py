@@ -230,18 +230,28 @@ def unencodable_text(sample: Sample) -> str | None:
     strings (almost all of them) are passed by a fast check.
     """
     image = sample.image
-    strings = [sample.id, sample.text, sample.answer, sample.split, image.file, image.id, image.url]
+    for text in (sample.id, sample.text, sample.answer, sample.split, image.file, image.id, image.url):
+        if text is not None and not text.isascii() and not _encodes(text):
+            return _shown(text)
     for region in sample.regions:
-        strings.append(region.phrase)
-        strings.append(region.category)
+        for text in (region.phrase, region.category):
+            if text is not None and not text.isascii() and not _encodes(text):
+                return _shown(text)
     for key, value in sample.meta.items():
-        strings.append(key)
-        if isinstance(value, str):
-            strings.append(value)
-    for text in strings:
-        if text is not None and not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                return text.encode("utf-8", "backslashreplace").decode("ascii", "replace")[:80]
+        if key is not None and not key.isascii() and not _encodes(key):
+            return _shown(key)
+        if isinstance(value, str) and not value.isascii() and not _encodes(value):
+            return _shown(value)
     return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("ascii", "replace")[:80]

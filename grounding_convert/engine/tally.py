@@ -30,6 +30,13 @@ def bucket(value: float, edges: tuple[float, ...]) -> str:
 _LABELS: dict[tuple[float, ...], tuple[str, ...]] = {}
 
 
+def _labels(edges: tuple[float, ...]) -> tuple[str, ...]:
+    bucket(0, edges)
+    return _LABELS[edges]
+
+
+_WORD_LABELS, _REGION_LABELS, _AREA_LABELS = _labels(WORD_BUCKETS), _labels(REGION_BUCKETS), _labels(AREA_BUCKETS)
+
 UNSPLIT_KEY = "(unsplit)"
 
 
@@ -69,21 +76,27 @@ class Tally:
 
     def count_written(self, sample: Sample, per_task: dict[str, int]) -> None:
         self.written += 1
-        self._split(sample.split)["written"] += 1
         key = sample.split or UNSPLIT_KEY
+        split = self.splits.get(key)
+        if split is None:
+            split = self.splits[key] = Counter()
+        split["written"] += 1
         tasks = self.records.get(key)
         if tasks is None:
             tasks = self.records[key] = Counter()
         for task, n in per_task.items():
             tasks[task] += n
-        self.text_words[bucket(len(sample.text.split()), WORD_BUCKETS)] += 1
-        self.regions_per_sample[bucket(len(sample.regions), REGION_BUCKETS)] += 1
+        # bucket() inlined (runs for every sample and box): counts are ints, only box areas can be NaN
+        self.text_words[_WORD_LABELS[bisect_left(WORD_BUCKETS, len(sample.text.split()))]] += 1
+        regions = sample.regions
+        self.regions_per_sample[_REGION_LABELS[bisect_left(REGION_BUCKETS, len(regions))]] += 1
         w, h = sample.image.width or 0, sample.image.height or 0
         if w > 0 and h > 0:
-            area, box_area = w * h, self.box_area
-            for region in sample.regions:
+            area, box_area, labels, nan = w * h, self.box_area, _AREA_LABELS, _AREA_LABELS[-1]
+            for region in regions:
                 for x1, y1, x2, y2 in region.boxes:
-                    box_area[bucket((x2 - x1) * (y2 - y1) / area, AREA_BUCKETS)] += 1
+                    value = (x2 - x1) * (y2 - y1) / area
+                    box_area[labels[bisect_left(AREA_BUCKETS, value)] if value == value else nan] += 1
 
     def count_rejected(self, split: str | None, reason: str) -> None:
         self.rejected += 1
