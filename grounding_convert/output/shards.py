@@ -81,9 +81,10 @@ class ShardSink:
         if self._fh is None:
             self._open()
         self._records += 1
-        if self.fmt == "parquet":
-            self._buffer.append(record)
-            if len(self._buffer) >= ROW_GROUP:
+        if self._pq is not None:  # parquet
+            buffer = self._buffer
+            buffer.append(record)
+            if len(buffer) >= ROW_GROUP:
                 self._flush_parquet()
         else:
             if self.fmt == "jsonl":

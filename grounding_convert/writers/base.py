@@ -93,8 +93,22 @@ class RecordRandom:
 
 def record_rng(seed: int, record_id: str) -> RecordRandom:
     """A generator that depends only on (seed, record id): same phrasing whatever the worker count."""
-    digest = hashlib.blake2b(f"{seed}\x00{record_id}".encode(), digest_size=8).digest()
-    return RecordRandom(int.from_bytes(digest, "big"))
+    prefix = f"{seed}\x00"
+    hasher = _SEEDED.get(prefix)
+    if hasher is None:
+        if len(_SEEDED) > 64:
+            _SEEDED.clear()
+        hasher = _SEEDED[prefix] = hashlib.blake2b(prefix.encode(), digest_size=8)
+    hasher = hasher.copy()  # blake2b("{seed}\0{record id}"): the seed's prefix is hashed once, not per record
+    try:
+        hasher.update(f"{record_id}".encode())
+    except UnicodeEncodeError:
+        f"{seed}\x00{record_id}".encode()  # raise the error the whole key always raised
+        raise
+    return RecordRandom(int.from_bytes(hasher.digest(), "big"))
+
+
+_SEEDED: dict[str, Any] = {}
 
 
 class Writer(ABC):
@@ -175,7 +189,10 @@ class Writer(ABC):
                 out.append(record)
             return out
         if task == "grounded-caption":
-            if not any(r.span is not None and r.boxes for r in sample.regions if r.role is None):
+            for r in sample.regions:
+                if r.role is None and r.span is not None and r.boxes:
+                    break
+            else:
                 return []
             record_id = f"{sample.id}/{task}"
             self._check_size(sample)
