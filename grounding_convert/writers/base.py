@@ -181,10 +181,20 @@ class Writer(ABC):
                 return []
             self._check_size(sample)
             out = []
-            prefix = f"{sample.id}/{task}/"
+            sample_id, image = sample.id, self.image_path(sample)
+            width, height = sample.image.width, sample.image.height
+            prefix = f"{sample_id}/{task}/"
             for index, region in regions:
                 record_id = prefix + str(index)
-                record = self._common(sample, task, record_id)
+                # the _common columns, built here once per sample rather than once per record
+                record = {
+                    "id": record_id,
+                    "sample_id": sample_id,
+                    "task": task,
+                    "image": image,
+                    "width": width,
+                    "height": height,
+                }
                 record.update(method(sample, region, record_rng(seed, record_id)))
                 out.append(record)
             return out

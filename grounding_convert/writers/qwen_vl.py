@@ -139,7 +139,13 @@ class QwenVlWriter(Writer):
             ) from exc
 
     def _conversation(self, sample: Sample, prompt: str, reply: str) -> dict[str, Any]:
-        image = _clean(self.image_path(sample), sample)
+        memo = self._memo
+        if memo is None:
+            image = _clean(self.image_path(sample), sample)
+        else:
+            image = memo.get("image")
+            if image is None:
+                image = memo["image"] = _clean(self.image_path(sample), sample)
         return {
             "conversations": [
                 {"from": "user", "value": f"Picture 1: <img>{image}</img>\n{prompt}"},
