@@ -89,9 +89,7 @@ def load_plain_pickle(path: str | Path) -> Any:
     except FileNotFoundError:
         raise InputFileError(str(path), "file not found", expected=EXPECTED) from None
     except OSError as exc:
-        raise InputFileError(
-            str(path), f"cannot be read ({exc.strerror or exc})", expected=EXPECTED
-        ) from None
+        raise InputFileError(str(path), f"cannot be read ({exc.strerror or exc})", expected=EXPECTED) from None
     if not data:
         raise InputFileError(str(path), "is empty", expected=EXPECTED)
     for encoding in ENCODINGS:
@@ -108,8 +106,6 @@ def load_plain_pickle(path: str | Path) -> Any:
                 str(path), f"is truncated or not a pickle ({exc or type(exc).__name__})", expected=EXPECTED
             ) from None
         except _CORRUPT as exc:
-            raise InputFileError(
-                str(path), f"is corrupt ({type(exc).__name__}: {exc})", expected=EXPECTED
-            ) from None
+            raise InputFileError(str(path), f"is corrupt ({type(exc).__name__}: {exc})", expected=EXPECTED) from None
     # latin-1 decodes every py2 str, so this is a unicode value whose UTF-8 bytes are broken
     raise InputFileError(str(path), "is corrupt (a unicode string is not valid UTF-8)", expected=EXPECTED)

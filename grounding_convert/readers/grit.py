@@ -381,6 +381,8 @@ def _fast_chunk(chunk: Any, length: int, index: int) -> tuple[int, int, int, flo
     s0, e0, x1, y1, x2, y2, score = chunk
     if type(s0) not in (int, float) or type(e0) not in (int, float) or type(score) is bool:
         return None
+    if not (math.isfinite(s0) and math.isfinite(e0)):  # NaN/inf offsets: the checked path rejects them
+        return None
     start, end = int(s0), int(e0)
     if start != s0 or end != e0 or not 0 <= start < end <= length:
         return None
@@ -445,6 +447,8 @@ def _fast_regions(
             return None
         s0, e0, x1, y1, x2, y2, score = chunk
         if type(s0) not in _NUMBER or type(e0) not in _NUMBER or type(score) is bool:
+            return None
+        if not (isfinite(s0) and isfinite(e0)):  # NaN/inf offsets: the checked path rejects them
             return None
         start, end = int(s0), int(e0)
         if start != s0 or end != e0 or not 0 <= start < end <= length:

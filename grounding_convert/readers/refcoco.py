@@ -78,9 +78,7 @@ def load_instances(path: Path) -> Instances:
 def _load_refs(path: str, mtime_ns: int, size: int) -> list[Any]:
     refs = load_plain_pickle(path)
     if not isinstance(refs, list):
-        raise InputFileError(
-            path, f"holds a {type(refs).__name__}, not a list of refs", expected=PICKLE_EXPECTED
-        )
+        raise InputFileError(path, f"holds a {type(refs).__name__}, not a list of refs", expected=PICKLE_EXPECTED)
     return refs
 
 
@@ -108,16 +106,11 @@ def _load_instances(path: str, mtime_ns: int, size: int) -> Instances:
         return (e for e in entries if isinstance(e, dict) and _is_int(e.get("id")))
 
     return Instances(
-        images={
-            e["id"]: (e.get("file_name"), e.get("width"), e.get("height")) for e in with_id(data["images"])
-        },
+        images={e["id"]: (e.get("file_name"), e.get("width"), e.get("height")) for e in with_id(data["images"])},
         annotations={
-            e["id"]: (e.get("bbox"), e.get("image_id"), e.get("category_id"))
-            for e in with_id(data["annotations"])
+            e["id"]: (e.get("bbox"), e.get("image_id"), e.get("category_id")) for e in with_id(data["annotations"])
         },
-        categories={
-            e["id"]: e["name"] for e in with_id(data["categories"]) if isinstance(e.get("name"), str)
-        },
+        categories={e["id"]: e["name"] for e in with_id(data["categories"]) if isinstance(e.get("name"), str)},
     )
 
 
@@ -211,13 +204,9 @@ class _RefReader(Reader):
         load_instances(instances_path)  # whole-file problems surface here, not in a worker
         wanted = self.options.split
         if wanted is not None:
-            found = sorted(
-                {r["split"] for r in refs if isinstance(r, dict) and isinstance(r.get("split"), str)}
-            )
+            found = sorted({r["split"] for r in refs if isinstance(r, dict) and isinstance(r.get("split"), str)})
             if wanted not in found:
-                raise UsageError(
-                    f"{refs_path} has no split {wanted!r} (its splits: {', '.join(found) or 'none'})"
-                )
+                raise UsageError(f"{refs_path} has no split {wanted!r} (its splits: {', '.join(found) or 'none'})")
         params = {"refs": str(refs_path), "instances": str(instances_path), "split_by": split_by}
         return [
             Partition(
@@ -237,14 +226,10 @@ class _RefReader(Reader):
         for index in range(params["start"], min(params["stop"], len(refs))):
             yield from self._ref_items(refs[index], index, str(refs_path), instances, params["split_by"])
 
-    def _ref_items(
-        self, ref: Any, index: int, source: str, instances: Instances, split_by: str
-    ) -> Iterator[ReadItem]:
+    def _ref_items(self, ref: Any, index: int, source: str, instances: Instances, split_by: str) -> Iterator[ReadItem]:
         where = f"refs[{index}]"
         if not isinstance(ref, dict):
-            yield Reject(
-                "wrong-type", f"{source}: {where} is a {type(ref).__name__}, not a dict", source, where
-            )
+            yield Reject("wrong-type", f"{source}: {where} is a {type(ref).__name__}, not a dict", source, where)
             return
         ref_id = ref.get("ref_id")
         sentences = ref.get("sentences")

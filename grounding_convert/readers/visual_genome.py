@@ -189,9 +189,7 @@ def element_ranges(path: Path, kind: str, target_bytes: int) -> list[tuple[int, 
     return list(zip(starts, ends, strict=True))
 
 
-def _next_element_start(
-    mm: mmap.mmap, kind: str, probe: int, floor: int, limit: int
-) -> tuple[int, int] | None:
+def _next_element_start(mm: mmap.mmap, kind: str, probe: int, floor: int, limit: int) -> tuple[int, int] | None:
     """The first top-level element starting after ``floor`` whose list key lies at or after ``probe``.
 
     Returns (its ``{``, end of the element before it).  In valid JSON ``"regions":`` with an unescaped
@@ -384,9 +382,7 @@ def _region(item: dict[str, Any], image_id: Any, images: dict[int, ImageInfo]) -
     image_id = _image_id(item, image_id, "image_id", "image")
     text = _text(item.get("phrase"), "phrase")
     box = _xywh(item, ("width", "w"), ("height", "h"))
-    yield from _sample(
-        image_id, region_id, text, None, box, images, {"image_id": image_id, "region_id": region_id}
-    )
+    yield from _sample(image_id, region_id, text, None, box, images, {"image_id": image_id, "region_id": region_id})
 
 
 def _object(item: dict[str, Any], image_id: Any, images: dict[int, ImageInfo]) -> Iterator[ReadItem]:

@@ -45,9 +45,7 @@ class _Chain:
     boxes: list[list[int]] = field(default_factory=list)  # 1-based inclusive, one per box object
 
 
-def generate(
-    output: Path, images: int, seed: int, *, write_images: bool = True, **unknown: object
-) -> dict[str, int]:
+def generate(output: Path, images: int, seed: int, *, write_images: bool = True, **unknown: object) -> dict[str, int]:
     """Write ``images`` annotated images under ``output``; deterministic in ``seed``.
 
     Returns flat counts: images, samples, regions (phrase mentions), boxes (region→box links), objects,
@@ -101,9 +99,7 @@ def _write_image(output: Path, image_id: str, rng: random.Random, write_images: 
     (output / "Annotations" / f"{image_id}.xml").write_text(
         _xml(image_id, width, height, objects), encoding="utf-8", newline="\n"
     )
-    boxes_of = {
-        c.id: sum(1 for names, box, _ in objects if box is not None and c.id in names) for c in chains
-    }
+    boxes_of = {c.id: sum(1 for names, box, _ in objects if box is not None and c.id in names) for c in chains}
     mentionable = [c for c in chains if not c.id.startswith("x")]
     lines = []
     for _ in range(5):
@@ -134,9 +130,7 @@ def _chains(rng: random.Random, width: int, height: int) -> list[_Chain]:
         kind = rng.choices(("box", "nobox", "scene", "both"), weights=(75, 14, 7, 4))[0]
         chain = _Chain(str(base + n), types, kind)
         if kind == "box":
-            chain.boxes = [
-                _box(rng, width, height) for _ in range(rng.choices((1, 2, 3), weights=(6, 3, 1))[0])
-            ]
+            chain.boxes = [_box(rng, width, height) for _ in range(rng.choices((1, 2, 3), weights=(6, 3, 1))[0])]
         chains.append(chain)
     if rng.random() < 0.1:  # a chain the XML names but no caption mentions (144 in the release)
         chains.append(_Chain(f"x{base + count}", ("other",), "box", [_box(rng, width, height)]))
@@ -206,10 +200,7 @@ def _xml(image_id: str, width: int, height: int, objects: list[Obj]) -> str:
         out += [f"\t\t<name>{name.lstrip('x')}</name>" for name in names]
         if box is not None:
             out.append("\t\t<bndbox>")
-            out += [
-                f"\t\t\t<{tag}>{v}</{tag}>"
-                for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True)
-            ]
+            out += [f"\t\t\t<{tag}>{v}</{tag}>" for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True)]
             out.append("\t\t</bndbox>")
         if flags is not None:
             out += [f"\t\t<scene>{flags[0]}</scene>", f"\t\t<nobndbox>{flags[1]}</nobndbox>"]

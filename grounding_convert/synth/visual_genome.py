@@ -115,8 +115,7 @@ def generate(
                 else:
                     synsets = [SYNSETS[noun]] if noun in SYNSETS else []
                     objects.append(
-                        {"synsets": synsets, "h": h, "object_id": object_id, "names": names, "w": w}
-                        | {"y": y, "x": x}
+                        {"synsets": synsets, "h": h, "object_id": object_id, "names": names, "w": w} | {"y": y, "x": x}
                     )
                 counts["objects"] += 1
                 _tally(counts, fate, "object_")

@@ -175,8 +175,7 @@ class Survey:
                     self.problem(
                         "span-mismatch",
                         s,
-                        f"{where}: span {list(region.span)} of the text is "
-                        f"{s.text[max(0, start) : max(0, end)]!r}",
+                        f"{where}: span {list(region.span)} of the text is {s.text[max(0, start) : max(0, end)]!r}",
                     )
             for box in region.boxes:
                 if not is_finite(box):

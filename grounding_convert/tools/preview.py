@@ -134,9 +134,7 @@ def render_preview(
     manifest = store.read_json(MANIFEST)
     job = manifest["job"]
     if job["format"] not in ("parquet", "jsonl"):
-        raise UsageError(
-            f"preview reads parquet or jsonl outputs, not {job['format']} (it has no image sizes)"
-        )
+        raise UsageError(f"preview reads parquet or jsonl outputs, not {job['format']} (it has no image sizes)")
     writer_options = dict(job.get("writer_options", {}))
     writer = get_writer(job["writer"]).from_mapping(writer_options)
     if task is not None and task not in writer.tasks:
@@ -319,9 +317,7 @@ def _phrase(decoded: Decoded, index: int) -> str:
     return decoded.phrase if decoded.phrase else f"#{index + 1}"
 
 
-def _label(
-    draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, fill: tuple[int, int, int], font: Any
-) -> None:
+def _label(draw: ImageDraw.ImageDraw, at: tuple[int, int], text: str, fill: tuple[int, int, int], font: Any) -> None:
     text = text if len(text) <= 40 else text[:39] + "…"
     x0, y0, x1, y1 = draw.textbbox(at, text, font=font)
     draw.rectangle((x0 - 1, y0 - 1, x1 + 1, y1 + 1), fill=fill)
@@ -363,9 +359,7 @@ def _write_lines(
         y += LINE
 
 
-def _contact_sheet(
-    tiles: list[Tile], images: list[Image.Image], columns: int | None, font: Any
-) -> Image.Image:
+def _contact_sheet(tiles: list[Tile], images: list[Image.Image], columns: int | None, font: Any) -> Image.Image:
     count = max(1, len(tiles))
     cols = max(1, min(columns or 6, count))
     rows = -(-count // cols)
@@ -412,9 +406,7 @@ def _box_rows(info: Tile) -> str:
     for index, decoded in enumerate(info.decoded):
         r, g, b = colour(index)
         swatch = f'<span class="sw" style="background:rgb({r},{g},{b})"></span>'
-        phrase = html.escape(_phrase(decoded, index)) + (
-            f" ({html.escape(decoded.role)})" if decoded.role else ""
-        )
+        phrase = html.escape(_phrase(decoded, index)) + (f" ({html.escape(decoded.role)})" if decoded.role else "")
         if not decoded.boxes:
             rows.append(f'<tr><td class="p">{swatch}{phrase}</td><td colspan="4">no box</td></tr>')
         for box in decoded.boxes:
@@ -427,9 +419,7 @@ def _box_rows(info: Tile) -> str:
 def _html_page(output_dir: str, result: PreviewResult, images: list[Image.Image]) -> str:
     cards = []
     for info, image in zip(result.tiles, images, strict=True):
-        texts = "".join(
-            f"<dt>{html.escape(who)}</dt><dd>{html.escape(text)}</dd>" for who, text in info.texts
-        )
+        texts = "".join(f"<dt>{html.escape(who)}</dt><dd>{html.escape(text)}</dd>" for who, text in info.texts)
         notes = ""
         if info.missing:
             notes += f'<p class="missing">image missing: {html.escape(info.image_path)}</p>'

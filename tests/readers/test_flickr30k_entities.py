@@ -93,17 +93,13 @@ def make_dataset(root: Path, images: dict[str, tuple[bytes | str, str | bytes | 
         data = sentences.encode() if isinstance(sentences, str) else sentences
         (root / "Sentences" / f"{image_id}.txt").write_bytes(data)
         if xml is not None:
-            (root / "Annotations" / f"{image_id}.xml").write_bytes(
-                xml.encode() if isinstance(xml, str) else xml
-            )
+            (root / "Annotations" / f"{image_id}.xml").write_bytes(xml.encode() if isinstance(xml, str) else xml)
     for split, ids in (splits or {}).items():
         (root / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return root
 
 
-GOOD_XML = (
-    HEAD.format(id=7, w=100, h=80) + box_obj(["1"], 1, 1, 50, 40) + flag_obj(["2"], 1, 0) + "</annotation>"
-)
+GOOD_XML = HEAD.format(id=7, w=100, h=80) + box_obj(["1"], 1, 1, 50, 40) + flag_obj(["2"], 1, 0) + "</annotation>"
 
 
 # --- the real excerpt --------------------------------------------------------------------------------
@@ -197,15 +193,10 @@ def test_plan_partitions_in_split_order(flickr_excerpt: Path):
     assert [p.key for p in parts] == ["test-00000", "test-00001", "test-00002", "test-00003"]
     assert [len(p.params["ids"]) for p in parts] == [64, 64, 64, 8]
     assert [p.index for p in parts] == [0, 1, 2, 3]
-    assert [i for p in parts for i in p.params["ids"]] == (flickr_excerpt / "test.txt").read_text().split()[
-        :200
-    ]
+    assert [i for p in parts for i in p.params["ids"]] == (flickr_excerpt / "test.txt").read_text().split()[:200]
     assert reader.plan(str(flickr_excerpt)) == parts
     assert len(Flickr30kEntitiesReader().plan(str(flickr_excerpt))) == 1
-    assert (
-        Flickr30kEntitiesReader(Flickr30kEntitiesReader.Options(split="train")).plan(str(flickr_excerpt))
-        == []
-    )
+    assert Flickr30kEntitiesReader(Flickr30kEntitiesReader.Options(split="train")).plan(str(flickr_excerpt)) == []
     assert len(samples_of(read_all(flickr_excerpt, split="test", images_per_partition=50))) == 1000
 
 
@@ -254,9 +245,7 @@ def test_bad_split_file_raises(tmp_path: Path):
 
 def test_missing_and_broken_xml_reject_every_caption(tmp_path: Path):
     caps = "[/EN#1/people A man] .\n[/EN#1/people The man] sits .\n"
-    root = make_dataset(
-        tmp_path, {"7": (caps, None), "8": (caps, "<annotation><size>"), "9": (caps, GOOD_XML)}
-    )
+    root = make_dataset(tmp_path, {"7": (caps, None), "8": (caps, "<annotation><size>"), "9": (caps, GOOD_XML)})
     items = read_all(root)
     rejects = [x for x in items if isinstance(x, Reject)]
     assert [(r.reason, r.position) for r in rejects] == [
@@ -318,10 +307,7 @@ def test_record_problems_reject_only_their_caption(tmp_path: Path):
     assert [r.position for r in rejects] == [f"caption {i} (line {i + 1 + (i > 0)})" for i in range(1, 7)]
     assert "chain 9" in rejects[0].message and "Sentences/7.txt caption 1 (line 3)" in rejects[0].message
     assert "UTF-8" in rejects[1].message
-    assert (
-        "outside the 100x80 image" in rejects[2].message
-        and "Annotations/7.xml object 2" in rejects[2].message
-    )
+    assert "outside the 100x80 image" in rejects[2].message and "Annotations/7.xml object 2" in rejects[2].message
     assert "has no area" in rejects[3].message
     assert "'a' is not a number" in rejects[4].message
     assert "not closed" in rejects[5].message
@@ -360,11 +346,7 @@ def test_parse_caption_word_boundaries():
 WORD = st.text(alphabet=st.characters(blacklist_characters="[]", blacklist_categories=("Z", "C")), min_size=1)
 
 
-@given(
-    st.lists(
-        st.tuples(st.lists(WORD, max_size=3), st.one_of(st.none(), st.lists(WORD, min_size=1, max_size=4)))
-    )
-)
+@given(st.lists(st.tuples(st.lists(WORD, max_size=3), st.one_of(st.none(), st.lists(WORD, min_size=1, max_size=4)))))
 def test_parse_caption_spans_property(parts):
     line, expected = [], []
     for plain, phrase in parts:

@@ -206,9 +206,7 @@ def test_synth_counts_match(tmp_path: Path, layout: str, images: int) -> None:
         assert len(partitions) >= 4
         items = [item for part in partitions for item in reader.read(part)]
         got = samples(items)
-        kinds = Counter(
-            type(x).__name__ + ":" + getattr(x, "reason", "") for x in items if isinstance(x, Filtered)
-        )
+        kinds = Counter(type(x).__name__ + ":" + getattr(x, "reason", "") for x in items if isinstance(x, Filtered))
         assert len(got) == counts["samples"] and len({s.id for s in got}) == counts["samples"]
         assert kinds == ({"Filtered:download-failed": counts["failed"]} if counts["failed"] else {})
         name = spans.replace("-", "_")
@@ -229,3 +227,39 @@ def test_detect_rejects_other_files(tmp_path: Path) -> None:
     (tmp_path / "other.jsonl").write_text('{"text": "hello"}\n')
     assert not GritReader.detect(str(tmp_path))
     assert not GritReader.detect(str(tmp_path / "missing"))
+
+
+def test_nan_and_inf_offsets_are_rejected_not_fatal(tmp_path):
+    """Float offsets arrive as doubles in parquet: NaN/inf must be a bad-span reject, never a crash."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from grounding_convert.errors import Reject
+    from grounding_convert.readers.grit import GritReader
+    from grounding_convert.schema import Sample
+
+    good = [19.0, 32.0, 0.1, 0.2, 0.9, 0.9, 0.8]
+    rows = []
+    for i, first in enumerate(
+        [good, [float("nan"), 32.0, 0.1, 0.2, 0.9, 0.9, 0.8], [19.0, float("inf"), 0.1, 0.2, 0.9, 0.9, 0.8]]
+    ):
+        rows.append(
+            {
+                "key": f"{i:09d}",
+                "id": i,
+                "url": f"http://x/{i}.jpg",
+                "width": 100,
+                "height": 80,
+                "caption": "a wire hanger with a paper cover that reads we heart our customers",
+                "clip_similarity_vitb32": 0.3,
+                "clip_similarity_vitl14": 0.3,
+                "noun_chunks": [first],
+                "ref_exps": [first],
+            }
+        )
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "coyo_0_snappy.parquet")
+    reader = GritReader()
+    items = [item for p in reader.plan(str(tmp_path)) for item in reader.read(p)]
+    assert [type(i).__name__ for i in items] == ["Sample", "Reject", "Reject"]
+    assert isinstance(items[0], Sample) and items[0].regions[0].phrase == "a paper cover"
+    assert all(isinstance(r, Reject) and r.reason == "bad-span" for r in items[1:])

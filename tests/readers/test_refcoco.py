@@ -53,9 +53,7 @@ def instances_of(excerpt: dict, images=None, annotations=None) -> dict:
         "info": {"description": "excerpt"},
         "images": images if images is not None else [excerpt["refcoco_instances_json__images_0"]],
         "licenses": [{"id": 1, "name": "CC BY 2.0", "url": ""}],
-        "annotations": annotations
-        if annotations is not None
-        else [excerpt["refcoco_instances_json__annotations_0"]],
+        "annotations": annotations if annotations is not None else [excerpt["refcoco_instances_json__annotations_0"]],
         "categories": synth.CATEGORIES,
     }
 
@@ -119,9 +117,7 @@ def _bad_fixture(tmp_path: Path, excerpt: dict) -> Path:
 
     def ref(ref_id, **changes):
         r = copy.deepcopy(base)
-        r.update(
-            ref_id=ref_id, sentences=[dict(s, sent_id=ref_id * 10 + j) for j, s in enumerate(r["sentences"])]
-        )
+        r.update(ref_id=ref_id, sentences=[dict(s, sent_id=ref_id * 10 + j) for j, s in enumerate(r["sentences"])])
         r.update(changes)
         return r
 
@@ -205,9 +201,7 @@ def test_whole_file_problems_raise_input_file_error(tmp_path, excerpt):
     with pytest.raises(InputFileError) as info:
         RefCocoReader().plan(str(folder))
     assert info.value.path == str(folder / "refs(unc).p")
-    assert "this folder has refs(google).p, refs(umd).p" in str(info.value) and "--split-by" in str(
-        info.value
-    )
+    assert "this folder has refs(google).p, refs(umd).p" in str(info.value) and "--split-by" in str(info.value)
     assert len(RefCocoReader(RefCocoReader.Options(split_by="google")).plan(str(folder))) == 1
     with pytest.raises(InputFileError, match="is empty"):
         RefCocoReader(RefCocoReader.Options(split_by="umd")).plan(str(folder))
@@ -255,9 +249,7 @@ def test_input_forms_detect_and_input_files(tmp_path, excerpt):
     for name in ("refcoco", "refcoco+", "refcocog"):
         write_native(tmp_path / "data" / name, ref, inst, split_by="umd")
     for name in ("refcoco", "refcoco+", "refcocog"):
-        assert [r.detect(str(tmp_path / "data" / name)) for r in READERS] == [
-            r.dataset == name for r in READERS
-        ]
+        assert [r.detect(str(tmp_path / "data" / name)) for r in READERS] == [r.dataset == name for r in READERS]
     other = write_native(tmp_path / "my_copy", ref, inst)
     assert [r.detect(str(other)) for r in READERS] == [True, False, False]
     assert not any(r.detect(str(tmp_path / "data")) for r in READERS)

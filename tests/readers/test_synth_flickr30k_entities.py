@@ -47,9 +47,7 @@ def test_reader_counts_equal_generator_counts(big):
     assert sum(len(s.regions) for s in samples) == counts["regions"]
     assert sum(len(r.boxes) for s in samples for r in s.regions) == counts["boxes"]
     assert sum(1 for s in samples for r in s.regions if not r.boxes) == counts["regions_without_boxes"]
-    assert (
-        sum(1 for s in samples for r in s.regions if r.category == "notvisual") == counts["notvisual_regions"]
-    )
+    assert sum(1 for s in samples for r in s.regions if r.category == "notvisual") == counts["notvisual_regions"]
     per_split = Counter(s.split for s in samples)
     for split in ("train", "val", "test"):
         assert per_split[split] == counts[f"samples_{split}"] > 0

@@ -134,9 +134,7 @@ def test_stray_whitespace_is_removed(vg_excerpt: Path) -> None:
     assert all(by_id[sid].text == " ".join(phrases[sid].split()) for sid in phrases)
 
 
-@pytest.mark.parametrize(
-    ("version", "annotations"), [("v1.2", "regions"), ("v1.2", "objects"), ("v1.0", "objects")]
-)
+@pytest.mark.parametrize(("version", "annotations"), [("v1.2", "regions"), ("v1.2", "objects"), ("v1.0", "objects")])
 def test_partitioning_does_not_change_output(vg_excerpt: Path, version: str, annotations: str) -> None:
     whole = read_all(vg_excerpt / version, annotations=annotations)
     reader = VisualGenomeReader.from_mapping({"annotations": annotations, "regions_per_partition": "20"})
@@ -177,9 +175,7 @@ def test_split_is_refused(vg_excerpt: Path) -> None:
 # --- hand-made bad files ---------------------------------------------------------------------------
 
 
-def write_vg(
-    folder: Path, elements: list, images: list | None = None, name: str = "region_descriptions.json"
-) -> Path:
+def write_vg(folder: Path, elements: list, images: list | None = None, name: str = "region_descriptions.json") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if images is None:
         images = [{"width": 100, "height": 50, "image_id": 1, "url": "https://x/VG_100K/1.jpg"}]
@@ -220,8 +216,7 @@ def test_clipping_and_empty_boxes(tmp_path: Path) -> None:
     rejects = [i for i in items if isinstance(i, Reject)]
     assert [r.position for r in rejects] == ["image 1 region 3", "image 1 region 4", "image 1 region 5"]
     assert all(
-        "region_descriptions.json" in r.message and r.source.endswith("region_descriptions.json")
-        for r in rejects
+        "region_descriptions.json" in r.message and r.source.endswith("region_descriptions.json") for r in rejects
     )
     assert rejects[0].raw["y"] == -904
     # the note comes just before the sample it concerns
@@ -383,12 +378,8 @@ TRICKY = st.lists(
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    phrases=st.lists(st.lists(TRICKY, min_size=1, max_size=4), min_size=2, max_size=8), size=st.integers(1, 4)
-)
-def test_any_partition_size_gives_the_same_output(
-    tmp_path_factory: pytest.TempPathFactory, phrases, size
-) -> None:
+@given(phrases=st.lists(st.lists(TRICKY, min_size=1, max_size=4), min_size=2, max_size=8), size=st.integers(1, 4))
+def test_any_partition_size_gives_the_same_output(tmp_path_factory: pytest.TempPathFactory, phrases, size) -> None:
     folder = tmp_path_factory.mktemp("vg")
     elements = [
         {"regions": [region(i * 10 + j, 1, 1, 5, 5, phrase=p) for j, p in enumerate(ps)], "id": 1}

@@ -62,9 +62,7 @@ def test_real_excerpt_counts(excerpt_report: InspectReport, flickr_excerpt: Path
     }
     assert sum(r.phrase_words.values()) == 3574 and list(r.phrase_words)[:3] == ["1", "2", "3"]
     assert r.rejected == 0 and r.filtered == 0 and r.repairs == {"split-ids-without-files": 800} and not r.limited
-    assert (
-        r.problem_examples["region-without-boxes"][0] == "flickr30k_entities/1016887272/0: region 1 'a row'"
-    )
+    assert r.problem_examples["region-without-boxes"][0] == "flickr30k_entities/1016887272/0: region 1 'a row'"
     assert [e["id"] for e in r.examples] == [f"flickr30k_entities/1016887272/{i}" for i in range(3)]
 
 

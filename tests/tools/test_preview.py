@@ -103,9 +103,7 @@ def assert_outline(sheet: Image.Image, tile: Tile, box: list[float], rgb: tuple[
 @pytest.mark.parametrize("scale", [1.0, None])
 def test_outlines_lie_on_the_decoded_boxes(writer, scale, outputs, images, tmp_path):
     out = tmp_path / "sheet.png"
-    result = render_preview(
-        outputs[writer], images, out, n=40, task="rec", scale=scale, tile=230, labels=False
-    )
+    result = render_preview(outputs[writer], images, out, n=40, task="rec", scale=scale, tile=230, labels=False)
     assert result.records == 26 and not result.missing_images and not result.unparsable
     sheet = Image.open(out).convert("RGB")
     checked = 0
@@ -142,9 +140,7 @@ def test_labels_stay_inside_the_top_left_corner(outputs, images, tmp_path):
 
 def test_grounded_caption_phrases_get_distinct_colours(outputs, images, tmp_path):
     out = tmp_path / "gc.png"
-    result = render_preview(
-        outputs["qwen-vl"], images, out, n=12, task="grounded-caption", scale=1, labels=False
-    )
+    result = render_preview(outputs["qwen-vl"], images, out, n=12, task="grounded-caption", scale=1, labels=False)
     sheet = Image.open(out).convert("RGB")
     several = 0
     for tile in result.tiles:

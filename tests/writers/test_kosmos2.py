@@ -105,9 +105,7 @@ def test_hand_computed_corner_cases():
 def test_multi_box_phrase_uses_delimiter(writer):
     sample = make_sample("Two cars.", [Region("Two cars", (0, 8), [CAR, CORNER])])
     record = one(writer, sample, "grounded-caption")
-    multi = (
-        f"<object><patch_index_0101><patch_index_0814>{DELIM}<patch_index_0532><patch_index_1023></object>"
-    )
+    multi = f"<object><patch_index_0101><patch_index_0814>{DELIM}<patch_index_0532><patch_index_1023></object>"
     assert record["text"] == f"<grounding><phrase> Two cars</phrase>{multi}."
     [decoded] = writer.parse(record)
     assert decoded.phrase == "Two cars"
@@ -164,10 +162,7 @@ def test_several_phrases_unboxed_phrase_and_punctuation(writer):
 
 def test_adjacent_and_unspaced_phrases():
     assert grounded_text("(car)", [((1, 4), "<o>")]) == " (<phrase>car</phrase><o>)"
-    assert (
-        grounded_text("ab", [((0, 1), "<x>"), ((1, 2), "<y>")])
-        == "<phrase> a</phrase><x><phrase>b</phrase><y>"
-    )
+    assert grounded_text("ab", [((0, 1), "<x>"), ((1, 2), "<y>")]) == "<phrase> a</phrase><x><phrase>b</phrase><y>"
 
 
 def test_no_grounded_caption_without_boxed_spans(writer):
@@ -190,9 +185,7 @@ def test_card_generation_parses_to_card_entities(writer, hf):
 
 def test_extract_entities_goldens():
     assert extract_entities_with_patch_indices(CARD) == CARD_ENTITIES
-    bare = (
-        f"x<object><patch_index_0001><patch_index_0034>{DELIM}<patch_index_0002><patch_index_0035></object>"
-    )
+    bare = f"x<object><patch_index_0001><patch_index_0034>{DELIM}<patch_index_0002><patch_index_0035></object>"
     assert extract_entities_with_patch_indices(bare) == [
         ("<patch_index_1><patch_index_34>", (1, 1), [(1, 34)]),
         ("<patch_index_2><patch_index_35>", (1, 1), [(2, 35)]),

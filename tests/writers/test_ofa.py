@@ -74,9 +74,7 @@ def test_grounded_caption_puts_tokens_after_each_grounded_phrase():
     writer = OfaWriter()
     [record] = writer.render(caption_sample(), "grounded-caption", seed=0)
     assert record["source"] == " what does the image describe?"
-    assert record["target"] == (
-        "A man <bin_0> <bin_0> <bin_100> <bin_100> drives the red car " + CAR_TOKENS + "."
-    )
+    assert record["target"] == ("A man <bin_0> <bin_0> <bin_100> <bin_100> drives the red car " + CAR_TOKENS + ".")
     assert record["region_coord"] == ""
     decoded = writer.parse(record)
     assert [d.phrase for d in decoded] == [None, None]
@@ -115,9 +113,7 @@ def dogs_sample() -> Sample:
 def test_multi_box_rec_spells_every_box_and_parses_back():
     writer = OfaWriter()
     [record] = writer.render(dogs_sample(), "rec", seed=0)
-    assert record["target"] == (
-        "<bin_16> <bin_42> <bin_172> <bin_458> <bin_500> <bin_500> <bin_999> <bin_999>"
-    )
+    assert record["target"] == ("<bin_16> <bin_42> <bin_172> <bin_458> <bin_500> <bin_500> <bin_999> <bin_999>")
     assert record["region_coord"] == "10.00,20.00,640.00,480.00"  # the union: OFA's loader reads one box
     [decoded] = writer.parse(record)
     assert len(decoded.boxes) == 2

@@ -371,9 +371,7 @@ def test_rec_round_trip_within_one_step(case) -> None:
         return
     [record] = w.render(sample, "rec", seed=1)
     reply = record["conversations"][1]["value"]
-    values = [
-        int(v) for v in reply.split("<box>")[1].split("</box>")[0].strip("()").replace("),(", ",").split(",")
-    ]
+    values = [int(v) for v in reply.split("<box>")[1].split("</box>")[0].strip("()").replace("),(", ",").split(",")]
     assert all(0 <= v <= 999 for v in values)
     [decoded] = w.parse(record)
     step_x, step_y = w.tolerance(width, height)
