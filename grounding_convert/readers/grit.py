@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import boxes
-from ..errors import Filtered, InputFileError, Note, Reject
+from ..errors import Filtered, InputFileError, Note, RecordError, Reject
 from ..schema import ImageRef, Region, Sample, grit_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -51,12 +51,6 @@ class GritOptions(ReaderOptions):
     spans: Literal["noun-chunks", "ref-exps"] = "noun-chunks"
     min_score: float = 0.0
     rows_per_partition: int = 50000
-
-
-class _Bad(ValueError):
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
 
 
 class GritReader(Reader):
@@ -150,10 +144,10 @@ class GritReader(Reader):
                             ids[i], captions[i], chunks[i], field, widths[i], heights[i], b32[i], l14[i],
                             keys[i], urls[i], downloaded, ow[i], oh[i], None, None,
                         )  # fmt: skip
-                    except _Bad as exc:
+                    except RecordError as exc:
                         position = f"row {row + i}"
                         record = {name: col[i] for name, col in zip(names, cols, strict=True)}
-                        yield Reject(exc.reason, f"{source}: {position}: {exc}", source, position, _raw(record))
+                        yield Reject(exc.reason, f"{source}: {position}: {exc.message}", source, position, _raw(record))
                         continue
                     if dropped:
                         yield Note("below-min-score", dropped, {"source": source})
@@ -230,8 +224,8 @@ class GritReader(Reader):
     ) -> Iterator[ReadItem]:
         try:
             sample, dropped, clipped = self._sample(record, downloaded, image_file, tar)
-        except _Bad as exc:
-            yield Reject(exc.reason, f"{source}: {position}: {exc}", source, position, _raw(record))
+        except RecordError as exc:
+            yield Reject(exc.reason, f"{source}: {position}: {exc.message}", source, position, _raw(record))
             return
         if dropped:
             yield Note("below-min-score", dropped, {"source": source})
@@ -246,7 +240,7 @@ class GritReader(Reader):
         self, record: Any, downloaded: bool, image_file: str | None, tar: str | None
     ) -> tuple[Sample | None, int, int]:
         if not isinstance(record, dict):
-            raise _Bad("wrong-type", "record is not a JSON object")
+            raise RecordError("wrong-type", "record is not a JSON object")
         get = record.get
         field = SPAN_FIELDS[self.options.spans]
         return self._build(
@@ -275,15 +269,15 @@ class GritReader(Reader):
     ) -> tuple[Sample | None, int, int]:
         """One record's fields → (sample or None when every chunk scored too low, dropped, clipped)."""
         if record_id is None:
-            raise _Bad("missing-key", "record has no 'id'")
+            raise RecordError("missing-key", "record has no 'id'")
         if caption is None:
-            raise _Bad("missing-key", "record has no 'caption'")
+            raise RecordError("missing-key", "record has no 'caption'")
         if chunk_list is None:
-            raise _Bad("missing-key", f"record has no {field!r}")
+            raise RecordError("missing-key", f"record has no {field!r}")
         if not isinstance(caption, str):
-            raise _Bad("wrong-type", "caption is not a string")
+            raise RecordError("wrong-type", "caption is not a string")
         if not caption.strip():
-            raise _Bad("bad-text", "caption is empty")
+            raise RecordError("bad-text", "caption is empty")
         if type(w) is int and type(h) is int and w > 0 and h > 0:  # the usual case, _size otherwise
             width, height = w, h
         else:
@@ -333,7 +327,7 @@ class GritReader(Reader):
 
 def _size(w: Any, h: Any) -> tuple[int, int]:
     if not all(_positive(v) for v in (w, h)):
-        raise _Bad("bad-size", f"image size {w}x{h} is not usable")
+        raise RecordError("bad-size", f"image size {w}x{h} is not usable")
     return int(w), int(h)
 
 
@@ -349,7 +343,7 @@ def _bad_json(source: str, position: str, data: bytes, exc: Exception) -> Reject
 
 def _list(value: Any, field: str) -> list[Any]:
     if not isinstance(value, list):
-        raise _Bad("wrong-type", f"{field} is not a list")
+        raise RecordError("wrong-type", f"{field} is not a list")
     return value
 
 
@@ -357,17 +351,17 @@ def _chunk(chunk: Any, caption: str, field: str, index: int) -> tuple[int, int, 
     """One ``[start, end, x1, y1, x2, y2, confidence]`` → int offsets, score, normalized box."""
     where = f"{field}[{index}]"
     if not isinstance(chunk, list | tuple) or len(chunk) != 7:
-        raise _Bad("wrong-type", f"{where} is not a 7-element list: {chunk!r}")
+        raise RecordError("wrong-type", f"{where} is not a 7-element list: {chunk!r}")
     start, end = _offset(chunk[0], where), _offset(chunk[1], where)
     if not 0 <= start < end <= len(caption):
         message = f"{where} span [{start}, {end}) does not fit the {len(caption)}-character caption"
-        raise _Bad("bad-span", message)
+        raise RecordError("bad-span", message)
     norm = list(chunk[2:6])
     if not boxes.is_finite(norm):
-        raise _Bad("bad-box", f"{where} box {norm!r} is not four finite numbers")
+        raise RecordError("bad-box", f"{where} box {norm!r} is not four finite numbers")
     score = chunk[6]
     if not boxes.is_finite([score, 0, 0, 0]):
-        raise _Bad("bad-box", f"{where} confidence {score!r} is not a finite number")
+        raise RecordError("bad-box", f"{where} confidence {score!r} is not a finite number")
     return start, end, float(score), [float(v) for v in norm]
 
 
@@ -414,7 +408,7 @@ def _regions(
         pixel, was_clipped = boxes.denormalize_clipped(norm, width, height)
         clipped += was_clipped
         if boxes.is_empty(pixel):
-            raise _Bad("empty-box", f"{field}[{index}] box {norm!r} has no area inside the image")
+            raise RecordError("empty-box", f"{field}[{index}] box {norm!r} has no area inside the image")
         span = (start, end)
         region = regions.get(span)
         if region is None:
@@ -483,9 +477,9 @@ def _fast_regions(
 
 def _offset(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Bad("bad-span", f"{where} offset {value!r} is not a number")
+        raise RecordError("bad-span", f"{where} offset {value!r} is not a number")
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
-        raise _Bad("bad-span", f"{where} offset {value!r} is not a whole number")
+        raise RecordError("bad-span", f"{where} offset {value!r} is not a whole number")
     return int(value)
 
 

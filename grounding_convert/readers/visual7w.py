@@ -27,7 +27,7 @@ import orjson
 from PIL import Image
 
 from .. import boxes
-from ..errors import Filtered, InputFileError, Note, Reject, UsageError
+from ..errors import Filtered, InputFileError, Note, RecordError, Reject, UsageError
 from ..schema import ImageRef, Region, Sample, visual7w_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -46,12 +46,6 @@ class Visual7wOptions(ReaderOptions):
     vg_image_data: str | None = None
     mode: Literal["telling", "pointing", "both"] = "both"
     qa_per_partition: int = 20000
-
-
-class _Bad(ValueError):
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
 
 
 class Visual7wReader(Reader):
@@ -149,7 +143,7 @@ class Visual7wReader(Reader):
                 yield Filtered("split", source, position)
                 continue
             size = sizes.get(image_id)
-            if isinstance(size, _Bad):
+            if isinstance(size, RecordError):
                 yield Reject(size.reason, f"{source}: {position}: {size}", source, position, _raw(qa))
                 continue
             try:
@@ -157,22 +151,22 @@ class Visual7wReader(Reader):
                     sample, clipped = _telling(qa, image, size, groundings)
                 else:
                     sample, clipped = _pointing(qa, image, size, lookup)
-            except _Bad as exc:
-                yield Reject(exc.reason, f"{source}: {position}: {exc}", source, position, _raw(qa))
+            except RecordError as exc:
+                yield Reject(exc.reason, f"{source}: {position}: {exc.message}", source, position, _raw(qa))
                 continue
             yield sample
             if clipped:
                 yield Note("clipped-box", clipped, {"sample_id": sample.id, "source": source})
 
-    def _sizes(self, images: list[dict[str, Any]]) -> dict[Any, tuple[int, int] | _Bad]:
+    def _sizes(self, images: list[dict[str, Any]]) -> dict[Any, tuple[int, int] | RecordError]:
         """Width/height per image id: JPEG header first, VG image_data as the fallback."""
-        sizes: dict[Any, tuple[int, int] | _Bad] = {}
+        sizes: dict[Any, tuple[int, int] | RecordError] = {}
         missing: dict[Any, str] = {}
         for image in images:
             image_id = image.get("image_id")
             name = image.get("filename") or f"v7w_{image_id}.jpg"
             if image_id is None:
-                sizes[image_id] = _Bad("missing-key", "image record has no image_id")
+                sizes[image_id] = RecordError("missing-key", "image record has no image_id")
                 continue
             if self.options.image_root:
                 path = Path(self.options.image_root) / str(name)
@@ -188,7 +182,7 @@ class Visual7wReader(Reader):
                 where = [f"{self.options.image_root}/{name}"] if self.options.image_root else []
                 where += [f"{self.options.vg_image_data}"] if self.options.vg_image_data else []
                 message = f"no size for image {image_id} in {' or '.join(where)}"
-                sizes[image_id] = _Bad("missing-image", message)
+                sizes[image_id] = RecordError("missing-image", message)
         return sizes
 
 
@@ -204,7 +198,7 @@ def _telling(qa, image, size, groundings) -> tuple[Sample, int]:
     for g in groundings.get(qa_id, []):
         name = str(g.get("name") or "").strip()
         if not name:
-            raise _Bad("missing-key", f"grounding box of qa_id {qa_id} has no name")
+            raise RecordError("missing-key", f"grounding box of qa_id {qa_id} has no name")
         box, was_clipped = _pixel_box(g, width, height, f"grounding box {name!r}")
         clipped += was_clipped
         region = regions.get(name)
@@ -223,10 +217,10 @@ def _pointing(qa, image, size, lookup) -> tuple[Sample, int]:
     answer_id = _require(qa, "answer")
     choices = _require(qa, "multiple_choices")
     if not isinstance(choices, list):
-        raise _Bad("wrong-type", "multiple_choices is not a list of box ids")
+        raise RecordError("wrong-type", "multiple_choices is not a list of box ids")
     candidates = [answer_id, *choices]
     if not all(isinstance(c, int) and not isinstance(c, bool) for c in candidates):
-        raise _Bad("wrong-type", f"pointing answer/multiple_choices must be box ids, got {candidates!r}")
+        raise RecordError("wrong-type", f"pointing answer/multiple_choices must be box ids, got {candidates!r}")
     width, height = size
     clipped = 0
     order = list(candidates)
@@ -235,7 +229,7 @@ def _pointing(qa, image, size, lookup) -> tuple[Sample, int]:
     for box_id in order:
         record = lookup.get(box_id)
         if record is None:
-            raise _Bad("unknown-reference", f"box_id {box_id} is not in the top-level boxes list")
+            raise RecordError("unknown-reference", f"box_id {box_id} is not in the top-level boxes list")
         name = str(record.get("name") or "").strip()
         box, was_clipped = _pixel_box(record, width, height, f"box_id {box_id}")
         clipped += was_clipped
@@ -281,13 +275,13 @@ def _pixel_box(record: dict[str, Any], width: int, height: int, what: str) -> tu
     try:
         values = [record["x"], record["y"], record["width"], record["height"]]
     except KeyError as exc:
-        raise _Bad("missing-key", f"{what} has no {exc.args[0]!r}") from None
+        raise RecordError("missing-key", f"{what} has no {exc.args[0]!r}") from None
     if not boxes.is_finite(values):
-        raise _Bad("bad-box", f"{what} is not four finite numbers: {values!r}")
+        raise RecordError("bad-box", f"{what} is not four finite numbers: {values!r}")
     box = boxes.xywh_to_xyxy(*values)
     fixed = boxes.clip(box, width, height)
     if boxes.is_empty(fixed):
-        raise _Bad("empty-box", f"{what} {values!r} has no area inside the {width}x{height} image")
+        raise RecordError("empty-box", f"{what} {values!r} has no area inside the {width}x{height} image")
     return fixed, int(fixed != box)
 
 
@@ -301,16 +295,16 @@ def _find_span(text: str, phrase: str) -> tuple[int, int] | None:
 
 def _require(qa: dict[str, Any], key: str) -> Any:
     if key not in qa or qa[key] is None:
-        raise _Bad("missing-key", f"QA pair has no {key!r}")
+        raise RecordError("missing-key", f"QA pair has no {key!r}")
     return qa[key]
 
 
 def _text(qa: dict[str, Any], key: str) -> str:
     value = _require(qa, key)
     if not isinstance(value, str):
-        raise _Bad("wrong-type", f"{key} is not a string")
+        raise RecordError("wrong-type", f"{key} is not a string")
     if not value.strip():
-        raise _Bad("bad-text", f"{key} is empty")
+        raise RecordError("bad-text", f"{key} is empty")
     return value
 
 
@@ -423,9 +417,9 @@ def _pointing_boxes(source: str, answers: str | None, needed: set[int]) -> dict[
     return found
 
 
-def _vg_sizes(path: str, image_ids: set[Any]) -> dict[Any, tuple[int, int] | _Bad]:
+def _vg_sizes(path: str, image_ids: set[Any]) -> dict[Any, tuple[int, int] | RecordError]:
     """Sizes from VG image_data.json (v1.2 key ``image_id``, v1.0 ``id``) for the wanted ids only."""
-    sizes: dict[Any, tuple[int, int] | _Bad] = {}
+    sizes: dict[Any, tuple[int, int] | RecordError] = {}
     if not image_ids:
         return sizes
     for record in _stream(path, "images"):
@@ -435,16 +429,16 @@ def _vg_sizes(path: str, image_ids: set[Any]) -> dict[Any, tuple[int, int] | _Ba
         if image_id in image_ids:
             w, h = record.get("width"), record.get("height")
             ok = all(isinstance(v, int | float) and v > 0 for v in (w, h))
-            sizes[image_id] = (int(w), int(h)) if ok else _Bad("bad-size", f"VG size {w}x{h} is not usable")
+            sizes[image_id] = (int(w), int(h)) if ok else RecordError("bad-size", f"VG size {w}x{h} is not usable")
     return sizes
 
 
-def _header_size(path: Path) -> tuple[int, int] | _Bad:
+def _header_size(path: Path) -> tuple[int, int] | RecordError:
     try:
         with Image.open(path) as img:
             width, height = img.size
     except (OSError, SyntaxError, ValueError) as exc:
-        return _Bad("bad-size", f"cannot read the image header of {path} ({exc})")
+        return RecordError("bad-size", f"cannot read the image header of {path} ({exc})")
     if width <= 0 or height <= 0:
-        return _Bad("bad-size", f"{path} has size {width}x{height}")
+        return RecordError("bad-size", f"{path} has size {width}x{height}")
     return width, height

@@ -24,7 +24,7 @@ import ijson
 import orjson
 
 from .. import boxes
-from ..errors import InputFileError, Note, Reject, UsageError
+from ..errors import InputFileError, Note, RecordError, Reject, UsageError
 from ..schema import ImageRef, Region, Sample, visual_genome_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -332,15 +332,6 @@ def _image_file(image_id: int, url: str | None) -> str:
 # --- per-record conversion -------------------------------------------------------------------------
 
 
-class _Bad(Exception):
-    """One record cannot be used: carries the reject reason and what is wrong."""
-
-    def __init__(self, reason: str, problem: str):
-        super().__init__(problem)
-        self.reason = reason
-        self.problem = problem
-
-
 def _element(
     element: Any, kind: str, convert: Any, images: dict[int, ImageInfo], source: str, where: str
 ) -> Iterator[ReadItem]:
@@ -365,7 +356,7 @@ def _element(
         item_label = f"{label} {kind[:-1]} #{ordinal}"
         try:
             if not isinstance(item, dict):
-                raise _Bad("wrong-type", "is not an object")
+                raise RecordError("wrong-type", "is not an object")
             item_id = _first(item, "region_id", "object_id", "id")
             if item_id is not None:
                 item_label = f"{label} {kind[:-1]} {item_id}"
@@ -373,8 +364,8 @@ def _element(
                 if isinstance(produced, Note):
                     produced.extra["source"] = source
                 yield produced
-        except _Bad as bad:
-            yield Reject(bad.reason, f"{name}: {item_label}: {bad.problem}", source, item_label, item)
+        except RecordError as bad:
+            yield Reject(bad.reason, f"{name}: {item_label}: {bad.message}", source, item_label, item)
 
 
 def _region(item: dict[str, Any], image_id: Any, images: dict[int, ImageInfo]) -> Iterator[ReadItem]:
@@ -392,9 +383,9 @@ def _object(item: dict[str, Any], image_id: Any, images: dict[int, ImageInfo]) -
     if names is None and "name" in item:
         names = [item["name"]]
     if names is None:
-        raise _Bad("missing-key", "no 'names' (or 'name')")
+        raise RecordError("missing-key", "no 'names' (or 'name')")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise _Bad("wrong-type", "'names' is not a non-empty list of strings")
+        raise RecordError("wrong-type", "'names' is not a non-empty list of strings")
     text = _text(names[0], "names[0]")
     synsets = item.get("synsets")
     synsets = [s for s in synsets if isinstance(s, str)] if isinstance(synsets, list) else []
@@ -419,15 +410,15 @@ def _sample(
 ) -> Iterator[ReadItem]:
     info = images.get(image_id)
     if info is None:
-        raise _Bad("bad-size", f"image {image_id} is not in image_data.json, so its size is unknown")
+        raise RecordError("bad-size", f"image {image_id} is not in image_data.json, so its size is unknown")
     if info.width is None or info.height is None:
-        raise _Bad("bad-size", f"image {image_id} has no valid width/height in image_data.json")
+        raise RecordError("bad-size", f"image {image_id} has no valid width/height in image_data.json")
     if boxes.is_empty(box):
-        raise _Bad("empty-box", f"box {box} has no area")
+        raise RecordError("empty-box", f"box {box} has no area")
     if not boxes.is_inside(box, info.width, info.height):
         clipped = boxes.clip(box, info.width, info.height)
         if boxes.is_empty(clipped):
-            raise _Bad("empty-box", f"box {box} lies outside the {info.width}x{info.height} image")
+            raise RecordError("empty-box", f"box {box} lies outside the {info.width}x{info.height} image")
         box = clipped
         yield Note("clipped-box", 1, {"sample_id": visual_genome_id(image_id, record_id)})
     yield Sample(
@@ -455,9 +446,9 @@ def _is_int(value: Any) -> bool:
 def _int(record: dict[str, Any], *keys: str) -> int:
     value = _first(record, *keys)
     if value is None:
-        raise _Bad("missing-key", f"no {' or '.join(repr(k) for k in keys)}")
+        raise RecordError("missing-key", f"no {' or '.join(repr(k) for k in keys)}")
     if not _is_int(value):
-        raise _Bad("wrong-type", f"{keys[0]!r} is not an integer: {value!r}")
+        raise RecordError("wrong-type", f"{keys[0]!r} is not an integer: {value!r}")
     return value
 
 
@@ -470,12 +461,12 @@ def _image_id(item: dict[str, Any], element_id: Any, *keys: str) -> int:
 
 def _text(value: Any, key: str) -> str:
     if value is None:
-        raise _Bad("missing-key", f"no {key!r}")
+        raise RecordError("missing-key", f"no {key!r}")
     if not isinstance(value, str):
-        raise _Bad("wrong-type", f"{key!r} is not a string: {value!r}")
+        raise RecordError("wrong-type", f"{key!r} is not a string: {value!r}")
     text = " ".join(value.split())
     if not text:
-        raise _Bad("bad-text", f"{key!r} is empty")
+        raise RecordError("bad-text", f"{key!r} is empty")
     return text
 
 
@@ -487,9 +478,9 @@ def _xywh(item: dict[str, Any], width_keys: tuple[str, str], height_keys: tuple[
         return boxes.xywh_to_xyxy(x, y, w, h)
     for key, value in (("x", x), ("y", y), (width_keys[0], w), (height_keys[0], h)):
         if value is None:
-            raise _Bad("missing-key", f"no {key!r}")
+            raise RecordError("missing-key", f"no {key!r}")
         if not isinstance(value, int | float) or isinstance(value, bool):
-            raise _Bad("wrong-type", f"{key!r} is not a number: {value!r}")
+            raise RecordError("wrong-type", f"{key!r} is not a number: {value!r}")
         if not math.isfinite(value):
-            raise _Bad("bad-box", f"{key!r} is not finite: {value!r}")
+            raise RecordError("bad-box", f"{key!r} is not finite: {value!r}")
     return boxes.xywh_to_xyxy(x, y, w, h)
