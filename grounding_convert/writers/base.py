@@ -181,20 +181,12 @@ class Writer(ABC):
                 return []
             self._check_size(sample)
             out = []
-            sample_id, image = sample.id, self.image_path(sample)
-            width, height = sample.image.width, sample.image.height
-            prefix = f"{sample_id}/{task}/"
+            prefix = f"{sample.id}/{task}/"
+            common = self._common(sample, task, prefix)  # once per sample; "id" stays the first key
             for index, region in regions:
                 record_id = prefix + str(index)
-                # the _common columns, built here once per sample rather than once per record
-                record = {
-                    "id": record_id,
-                    "sample_id": sample_id,
-                    "task": task,
-                    "image": image,
-                    "width": width,
-                    "height": height,
-                }
+                record = common.copy()
+                record["id"] = record_id
                 record.update(method(sample, region, record_rng(seed, record_id)))
                 out.append(record)
             return out
