@@ -107,24 +107,20 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
     try:
         for item in reader.read(partition):
             if isinstance(item, Sample):  # by far the most common item: test it first
-                tally.count_read(item.split)
-                if limit is not None and tally.read > limit:
-                    tally.read -= 1
-                    tally._split(item.split)["read"] -= 1
+                if limit is not None and tally.read >= limit:
                     break
+                tally.count_read(item.split)
                 convert(item)
                 continue
             if isinstance(item, Note):
                 tally.notes[item.what] += item.count
                 continue
             if isinstance(item, Filtered):
-                tally.read += 1
-                tally._split(item.split)["read"] += 1
+                tally.count_read(item.split)
                 tally.count_filtered(item.split, item.reason)
                 continue
             if isinstance(item, Reject):
-                tally.read += 1
-                tally._split(item.split)["read"] += 1
+                tally.count_read(item.split)
                 reject(item)
                 continue
             raise TypeError(f"reader {type(reader).__name__} yielded a {type(item).__name__}")
