@@ -61,9 +61,6 @@ def iter_records(store: Store, shards: list[dict[str, Any]], fmt: str) -> Iterat
                 raise UsageError("validate reads parquet or jsonl outputs (tsv has no image sizes to decode with)")
 
 
-SourceIndex = dict[str, tuple[int, int, list[list[Box]], Sample]]
-
-
 def index_source(source: str, reader_name: str, reader_options: dict[str, Any]) -> dict[str, Sample]:
     """All canonical samples of the source by id (memory grows with the source: meant for fixtures)."""
     reader = get_reader(reader_name).from_mapping(reader_options)
