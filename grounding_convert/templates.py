@@ -41,6 +41,7 @@ class Templates:
     def __init__(self, table: dict[str, dict[str, list[str]]], source: str):
         self.table = table
         self.source = source
+        self._pools: dict[tuple[str, str], list[str]] = {}  # (task, language) → phrasings, built on first use
 
     @classmethod
     def load(cls, name: str, override: str | None = None) -> Templates:
@@ -48,6 +49,13 @@ class Templates:
         return _load_cached(str(path))
 
     def choose(self, task: str, rng: RecordRandom, language: str = "en") -> str:
+        pool = self._pools.get((task, language))
+        if pool is None:
+            pool = self._pools[(task, language)] = self.pool(task, language)
+        return pool[rng.randrange(len(pool))]
+
+    def pool(self, task: str, language: str) -> list[str]:
+        """The phrasings a record of ``task`` draws from (``mixed``: every language, sorted by name)."""
         by_language = self.table.get(task)
         if not by_language:
             raise UsageError(f"{self.source}: no templates for task {task!r}")
@@ -57,7 +65,7 @@ class Templates:
             pool = by_language.get(language) or by_language.get("en") or []
         if not pool:
             raise UsageError(f"{self.source}: no {language!r} templates for task {task!r}")
-        return pool[rng.randrange(len(pool))]
+        return pool
 
 
 @lru_cache(maxsize=32)

@@ -221,12 +221,12 @@ class _Converter:
                 job.max_shard_bytes,
                 self.tsv_row,
             )
-        add, examples = sink.add, tally.examples
+        add_many, examples = sink.add_many, tally.examples
         for task, records in rendered:
-            if records and task not in examples:
-                examples[task] = records[0]
-            for record in records:
-                add(record)
+            if records:
+                if task not in examples:
+                    examples[task] = records[0]
+                add_many(records)
         tally.count_written(sample, per_task)
 
 

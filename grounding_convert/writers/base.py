@@ -9,6 +9,7 @@ them back (``parse``), with the arithmetic delegated to :mod:`grounding_convert.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,7 +77,11 @@ class RecordRandom:
         """An integer in ``[0, n)`` (bias below 2**-50 for the small n used here)."""
         if n <= 0:
             raise ValueError(f"empty range for randrange({n})")
-        return self._next() % n
+        # _next() inlined: this is the one draw almost every record makes (its template)
+        self._state = z = (self._state + 0x9E3779B97F4A7C15) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return (z ^ (z >> 31)) % n
 
     def random(self) -> float:
         return (self._next() >> 11) * (1.0 / (1 << 53))
@@ -91,23 +96,29 @@ class RecordRandom:
             items[i], items[j] = items[j], items[i]
 
 
-def record_rng(seed: int, record_id: str) -> RecordRandom:
-    """A generator that depends only on (seed, record id): same phrasing whatever the worker count."""
+def sample_state(seed: int, sample_id: str) -> int:
+    """64 bits of blake2b("{seed}\\0{sample id}"): the root of every random choice for one sample's records."""
     prefix = f"{seed}\x00"
     hasher = _SEEDED.get(prefix)
     if hasher is None:
         if len(_SEEDED) > 64:
             _SEEDED.clear()
         hasher = _SEEDED[prefix] = hashlib.blake2b(prefix.encode(), digest_size=8)
-    hasher = hasher.copy()  # blake2b("{seed}\0{record id}"): the seed's prefix is hashed once, not per record
-    try:
-        hasher.update(f"{record_id}".encode())
-    except UnicodeEncodeError:
-        f"{seed}\x00{record_id}".encode()  # raise the error the whole key always raised
-        raise
-    return RecordRandom(int.from_bytes(hasher.digest(), "big"))
+    hasher = hasher.copy()  # the seed's prefix is hashed once, not per sample
+    hasher.update(sample_id.encode())
+    return int.from_bytes(hasher.digest(), "big")
 
 
+def record_rng(state: int, suffix: str) -> RecordRandom:
+    """The generator of record ``{sample id}/{suffix}``: depends only on (seed, record id), never on the worker.
+
+    One blake2b per sample (:func:`sample_state`) and a CRC of the short suffix (``rec/2``) per record:
+    hashing every whole record id cost more than choosing its template.
+    """
+    return RecordRandom(state ^ (zlib.crc32(suffix.encode()) * _GOLDEN))
+
+
+_GOLDEN = 0x9E3779B97F4A7C15
 _SEEDED: dict[str, Any] = {}
 
 
@@ -127,6 +138,7 @@ class Writer(ABC):
     def __init__(self, options: WriterOptions | None = None):
         self.options = options if options is not None else self.Options()
         self.templates = Templates.load(self.template_name, self.options.template_file) if self.template_name else None
+        self._pools: dict[str, list[str]] = {}  # task → phrasings in the chosen language, on first use
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Writer:
@@ -174,42 +186,7 @@ class Writer(ABC):
 
     def render(self, sample: Sample, task: str, seed: int) -> list[dict[str, Any]]:
         """All records of one task for one sample ([] when the task does not apply)."""
-        if task in ("rec", "reg"):
-            method = self.render_rec if task == "rec" else self.render_reg
-            regions = grounded_regions(sample)
-            if not regions:
-                return []
-            self._check_size(sample)
-            out = []
-            prefix = f"{sample.id}/{task}/"
-            common = self._common(sample, task, prefix)  # once per sample; "id" stays the first key
-            for index, region in regions:
-                record_id = prefix + str(index)
-                record = common.copy()
-                record["id"] = record_id
-                record.update(method(sample, region, record_rng(seed, record_id)))
-                out.append(record)
-            return out
-        if task == "grounded-caption":
-            for r in sample.regions:
-                if r.role is None and r.span is not None and r.boxes:
-                    break
-            else:
-                return []
-            record_id = f"{sample.id}/{task}"
-            self._check_size(sample)
-            record = self._common(sample, task, record_id)
-            record.update(self.render_grounded_caption(sample, record_rng(seed, record_id)))
-            return [record]
-        if task == "pointing":
-            if not any(r.role == "answer" and r.boxes for r in sample.regions):
-                return []
-            record_id = f"{sample.id}/{task}"
-            self._check_size(sample)
-            record = self._common(sample, task, record_id)
-            record.update(self.render_pointing(sample, record_rng(seed, record_id)))
-            return [record]
-        raise ValueError(f"unknown task {task!r}")
+        return self.render_seeded(sample, task, sample_state(seed, sample.id))
 
     def render_tasks(self, sample: Sample, tasks: Sequence[str], seed: int) -> list[tuple[str, list[dict[str, Any]]]]:
         """Every task's records for one sample, in task order (the first RecordError stops them all).
@@ -219,13 +196,54 @@ class Writer(ABC):
         """
         self._memo = {}
         try:
-            return [(task, self.render(sample, task, seed)) for task in tasks]
+            state = sample_state(seed, sample.id)
+            return [(task, self.render_seeded(sample, task, state)) for task in tasks]
         finally:
             self._memo = None
 
+    def render_seeded(self, sample: Sample, task: str, state: int) -> list[dict[str, Any]]:
+        """:meth:`render` with the sample's random state (:func:`sample_state`) already computed."""
+        if task in ("rec", "reg"):
+            method = self.render_rec if task == "rec" else self.render_reg
+            regions = grounded_regions(sample)
+            if not regions:
+                return []
+            self._check_size(sample)
+            out = []
+            prefix = f"{sample.id}/"
+            common = self._common(sample, task, prefix)  # once per sample; "id" stays the first key
+            for index, region in regions:
+                suffix = f"{task}/{index}"
+                record = common.copy()
+                record["id"] = prefix + suffix
+                record.update(method(sample, region, record_rng(state, suffix)))
+                out.append(record)
+            return out
+        if task == "grounded-caption":
+            for r in sample.regions:
+                if r.role is None and r.span is not None and r.boxes:
+                    break
+            else:
+                return []
+            self._check_size(sample)
+            record = self._common(sample, task, f"{sample.id}/{task}")
+            record.update(self.render_grounded_caption(sample, record_rng(state, task)))
+            return [record]
+        if task == "pointing":
+            if not any(r.role == "answer" and r.boxes for r in sample.regions):
+                return []
+            self._check_size(sample)
+            record = self._common(sample, task, f"{sample.id}/{task}")
+            record.update(self.render_pointing(sample, record_rng(state, task)))
+            return [record]
+        raise ValueError(f"unknown task {task!r}")
+
     def choose_template(self, task: str, rng: RecordRandom) -> str:
-        assert self.templates is not None, f"writer {self.name} has no templates"
-        return self.templates.choose(task, rng, self.options.language)
+        pool = self._pools.get(task)
+        if pool is None:
+            assert self.templates is not None, f"writer {self.name} has no templates"
+            pool = self._pools[task] = self.templates.pool(task, self.options.language)
+        return pool[rng.randrange(len(pool))]
 
     def _common(self, sample: Sample, task: str, record_id: str) -> dict[str, Any]:
         return {

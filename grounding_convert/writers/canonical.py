@@ -27,7 +27,7 @@ class CanonicalWriter(Writer):
     def model_fields(self) -> list[tuple[str, pa.DataType]]:
         return []
 
-    def render(self, sample: Sample, task: str, seed: int) -> list[dict[str, Any]]:
+    def render_seeded(self, sample: Sample, task: str, state: int) -> list[dict[str, Any]]:
         record = sample.to_record()
         if self.options.image_prefix:
             record["image"]["file"] = self.image_path(sample)

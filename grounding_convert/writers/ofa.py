@@ -87,8 +87,8 @@ class OfaWriter(Writer):
 
     # --- rendering -----------------------------------------------------------------------------------
 
-    def render(self, sample: Sample, task: str, seed: int) -> list[dict[str, Any]]:
-        records = super().render(sample, task, seed)
+    def render_seeded(self, sample: Sample, task: str, state: int) -> list[dict[str, Any]]:
+        records = super().render_seeded(sample, task, state)
         for record in records:
             record["uniq_id"] = record["id"]  # OFA's first column; the record id is unique and stable
         return records

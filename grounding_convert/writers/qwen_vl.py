@@ -131,7 +131,7 @@ class QwenVlWriter(Writer):
     def _prompt(self, task: str, rng: RecordRandom, **values: str) -> str:
         template = self.choose_template(task, rng)
         try:
-            return template.format(**values)
+            return template.format_map(values)
         except (KeyError, IndexError, ValueError) as exc:
             raise UsageError(
                 f"{self.templates.source}: {task} template {template!r} is not usable "
@@ -139,16 +139,15 @@ class QwenVlWriter(Writer):
             ) from exc
 
     def _conversation(self, sample: Sample, prompt: str, reply: str) -> dict[str, Any]:
-        memo = self._memo
-        if memo is None:
-            image = _clean(self.image_path(sample), sample)
-        else:
-            image = memo.get("image")
-            if image is None:
-                image = memo["image"] = _clean(self.image_path(sample), sample)
+        memo = self._memo  # every record of a sample starts with the same picture line: spell it once
+        head = None if memo is None else memo.get("head")
+        if head is None:
+            head = f"Picture 1: <img>{_clean(self.image_path(sample), sample)}</img>\n"
+            if memo is not None:
+                memo["head"] = head
         return {
             "conversations": [
-                {"from": "user", "value": f"Picture 1: <img>{image}</img>\n{prompt}"},
+                {"from": "user", "value": head + prompt},
                 {"from": "assistant", "value": reply},
             ]
         }
