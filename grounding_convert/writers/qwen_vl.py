@@ -129,7 +129,8 @@ class QwenVlWriter(Writer):
         return "".join([box_tokens(b, w, h) for b in region.boxes])
 
     def _prompt(self, task: str, rng: RecordRandom, **values: str) -> str:
-        template = self.choose_template(task, rng)
+        pool = self._pools.get(task) or self.template_pool(task)  # choose_template(), one call less per record
+        template = pool[rng.randrange(len(pool))]
         try:
             return template.format_map(values)
         except (KeyError, IndexError, ValueError) as exc:
