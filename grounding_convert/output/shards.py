@@ -73,7 +73,9 @@ class ShardSink:
         self._part = 0
         self._fh: IO[bytes] | None = None
         self._pq: pq.ParquetWriter | None = None
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[dict[str, Any]] = []  # dict records of the current row group since the last piece
+        self._pieces: list[pa.RecordBatch] = []  # the row group so far, in order (dicts converted on arrival)
+        self._pending = 0  # records in the current row group
         self._records = 0
         self._pos = 0
         self._name = ""
@@ -86,9 +88,9 @@ class ShardSink:
             self._open()
         self._records += 1
         if self._pq is not None:  # parquet
-            buffer = self._buffer
-            buffer.append(record)
-            if len(buffer) >= ROW_GROUP:
+            self._buffer.append(record)
+            self._pending += 1
+            if self._pending >= ROW_GROUP:
                 self._flush_parquet()
         else:
             if self.fmt == "jsonl":
@@ -104,17 +106,35 @@ class ShardSink:
 
     def add_many(self, records: list[dict[str, Any]]) -> None:
         """:meth:`add` for each record; one list extend when no row group fills and no shard rotates."""
-        buffer = self._buffer
-        if (
-            self._pq is not None
-            and len(buffer) + len(records) < ROW_GROUP
-            and self._records + len(records) < self.max_records
-        ):
-            buffer.extend(records)  # no flush, so no rotation by bytes either: the same as add() one by one
-            self._records += len(records)
+        count = len(records)
+        if self._pq is not None and self._pending + count < ROW_GROUP and self._records + count < self.max_records:
+            self._buffer.extend(records)  # no flush, so no rotation by bytes either: the same as add() one by one
+            self._pending += count
+            self._records += count
             return
         for record in records:
             self.add(record)
+
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        """Records already in Arrow form (a writer's columnar path): row groups and shards end where
+        :meth:`add` of the same records one by one would end them."""
+        if self.fmt != "parquet":
+            self.add_many(batch.to_pylist())
+            return
+        start, total = 0, batch.num_rows
+        while start < total:
+            if self._fh is None:
+                self._open()
+            take = min(ROW_GROUP - self._pending, self.max_records - self._records, total - start)
+            self._close_buffer()
+            self._pieces.append(batch.slice(start, take))
+            start += take
+            self._pending += take
+            self._records += take
+            if self._pending >= ROW_GROUP:
+                self._flush_parquet()
+            if self._records >= self.max_records or self._pos >= self.max_bytes:
+                self._close_current()
 
     def close(self) -> list[ShardInfo]:
         if self._fh is not None:
@@ -139,11 +159,21 @@ class ShardSink:
             self._pq = pq.ParquetWriter(self._fh, self.schema, **PARQUET_OPTIONS)
         self._pos = self._fh.tell()
 
-    def _flush_parquet(self) -> None:
+    def _close_buffer(self) -> None:
+        """Convert the dict records gathered since the last piece into one."""
         if self._buffer:
-            batch = pa.RecordBatch.from_struct_array(pa.array(self._buffer, type=self._struct))
-            self._pq.write_batch(batch, row_group_size=ROW_GROUP)
+            self._pieces.append(pa.RecordBatch.from_struct_array(pa.array(self._buffer, type=self._struct)))
             self._buffer = []
+
+    def _flush_parquet(self) -> None:
+        self._close_buffer()
+        pieces = self._pieces
+        if pieces:
+            # one contiguous batch per row group, however it arrived: the file bytes depend on the records only
+            batch = pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+            self._pq.write_batch(batch, row_group_size=ROW_GROUP)
+            self._pieces = []
+            self._pending = 0
             self._pos = self._fh.tell()
 
     def _close_current(self) -> None:
