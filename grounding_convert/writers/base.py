@@ -115,10 +115,10 @@ def record_rng(state: int, suffix: str) -> RecordRandom:
     One blake2b per sample (:func:`sample_state`) and a CRC of the short suffix (``rec/2``) per record:
     hashing every whole record id cost more than choosing its template.
     """
-    return RecordRandom(state ^ (crc32(suffix.encode()) * _GOLDEN))
+    return RecordRandom(state ^ (crc32(suffix.encode()) * SUFFIX_MULTIPLIER))
 
 
-_GOLDEN = 0x9E3779B97F4A7C15
+SUFFIX_MULTIPLIER = 0x9E3779B97F4A7C15
 _SEEDED: dict[str, Any] = {}
 
 
@@ -173,6 +173,20 @@ class Writer(ABC):
     def tolerance(self, width: int, height: int) -> tuple[float, float]:
         """Pixels of one quantization step along x and y: how far a decoded box may be off."""
 
+    # --- optional columnar path (writers/batch.py): same records, built as Arrow columns ----------------
+
+    def batch_ready(self, tasks: Sequence[str]) -> bool:
+        """Whether :meth:`render_batch` can render these tasks (a writer without a columnar path: never)."""
+        return False
+
+    def batchable(self, sample: Sample) -> bool:
+        """Whether :meth:`render_batch` renders this sample exactly as :meth:`render_tasks` would."""
+        return False
+
+    def render_batch(self, samples: Sequence[Sample], tasks: Sequence[str], seed: int) -> Any:
+        """``batch.RenderedBatch`` of batchable samples, or the positions of those the per-record path refuses."""
+        raise NotImplementedError
+
     # --- shared machinery --------------------------------------------------------------------------
 
     def schema(self) -> pa.Schema:
@@ -216,8 +230,7 @@ class Writer(ABC):
                 suffix = f"{task}/{index}"
                 record = common.copy()
                 record["id"] = prefix + suffix
-                # record_rng(state, suffix), inlined: this loop runs for every REC and REG record
-                record.update(method(sample, region, RecordRandom(state ^ (crc32(suffix.encode()) * _GOLDEN))))
+                record.update(method(sample, region, record_rng(state, suffix)))
                 out.append(record)
             return out
         if task == "grounded-caption":

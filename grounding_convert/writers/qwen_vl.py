@@ -25,13 +25,16 @@ Task choices (templates in ``configs/templates/qwen-vl.yaml``):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from .. import boxes
 from ..errors import RecordError, UsageError
 from ..schema import Box, Region, Sample
+from . import batch
 from .base import Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
 
 # int(v / size * 1000), clamped to 999: README.md "[0, 1000)" + tokenization_qwen.py "%d" (truncation).
@@ -152,6 +155,112 @@ class QwenVlWriter(Writer):
                 {"from": "assistant", "value": reply},
             ]
         }
+
+    # --- many samples at once (writers/batch.py) ------------------------------------------------------
+
+    def batchable(self, sample: Sample) -> bool:
+        """Whether :meth:`render_batch` renders this sample exactly as :meth:`render_tasks` would.
+
+        Plain grounded samples of a usable integer size whose text holds no ``<`` (so no tag to refuse);
+        QA samples (pointing) and anything odd take the per-record path.
+        """
+        image = sample.image
+        w, h = image.width, image.height
+        if type(w) is not int or type(h) is not int or w <= 0 or h <= 0:
+            return False
+        if "<" in sample.text or "<" in image.file or (self.options.image_prefix and "<" in self.options.image_prefix):
+            return False
+        return all(region.role is None and "<" not in region.phrase for region in sample.regions)
+
+    def batch_ready(self, tasks: Sequence[str]) -> bool:
+        """Whether every requested task's phrasings have the plain shape the columnar path fills in."""
+        return all(self.batch_templates(t) is not None for t in tasks if t in ("rec", "reg", "grounded-caption"))
+
+    def batch_templates(self, task: str) -> list[tuple[str, str]] | None:
+        """Each phrasing of ``task`` as (text before, text after) its one placeholder; None if one is unusual."""
+        placeholder = {"rec": "phrase", "reg": "boxes", "grounded-caption": None}[task]
+        pairs = [batch.split_template(t, placeholder) for t in self.template_pool(task)]
+        return None if any(p is None for p in pairs) else pairs
+
+    def render_batch(
+        self, samples: Sequence[Sample], tasks: Sequence[str], seed: int
+    ) -> batch.RenderedBatch | list[int]:
+        """Records of :meth:`batchable` samples as one record batch, in :meth:`render_tasks` order; or the
+        positions of the samples the per-record path refuses (see ``batch.quantized_or_refused``)."""
+        wanted = [t for t in tasks if t in ("rec", "reg", "grounded-caption")]
+        flat = batch.FlatSamples.collect(samples, seed)
+        captioned = [ordered_spans(s) for s in samples] if "grounded-caption" in wanted else [[] for _ in samples]
+        if "rec" in wanted or "reg" in wanted:  # which regions get spelled
+            spelled = np.ones(len(flat.phrases), dtype=bool)
+        else:
+            spelled = np.zeros(len(flat.phrases), dtype=bool)
+            for where, regions in zip(flat.region_of, captioned, strict=True):
+                spelled[[where[id(r)] for r in regions]] = True
+        q = batch.quantized_or_refused(flat, QUANTIZER, spelled)
+        if isinstance(q, list):
+            return q
+        x1, y1, x2, y2 = (batch.as_strings(q[:, i]) for i in range(4))
+        spelled_boxes = batch.per_region(batch.join("<box>(", x1, ",", y1, "),(", x2, ",", y2, ")</box>"), flat)
+        images = [self.image_path(s) for s in samples]
+        common = {
+            "sample_id": pa.array([s.id for s in samples], pa.string()),
+            "image": pa.array(images, pa.string()),
+            "width": pa.array(flat.widths, pa.int64()),
+            "height": pa.array(flat.heights, pa.int64()),
+            "head": pa.array([f"Picture 1: <img>{image}</img>\n" for image in images], pa.string()),
+        }
+        blocks = batch.Blocks(samples)
+        for task in wanted:
+            if task == "grounded-caption":
+                rows = [s for s, regions in enumerate(captioned) if regions]
+                counts = [1 if regions else 0 for regions in captioned]
+                columns = {name: column.take(pa.array(rows, pa.int64())) for name, column in common.items()}
+                columns["id"] = batch.join(columns["sample_id"], f"/{task}")
+                states = flat.states[np.array(rows, dtype=np.int64)]
+                prompt, _ = batch.draw_pairs(self.batch_templates(task), states, batch.suffix_crcs(task, None))
+                columns["user"] = batch.join(columns["head"], prompt)
+                tokens = spelled_boxes.to_pylist()
+                replies = [self._tagged_caption(samples[s], captioned[s], flat.region_of[s], tokens) for s in rows]
+                columns["reply"] = pa.array(replies, pa.string())
+            else:
+                rows_array = pa.array(flat.region_sample)
+                counts = np.bincount(flat.region_sample, minlength=len(samples)).tolist()
+                columns = {name: column.take(rows_array) for name, column in common.items()}
+                columns["id"] = batch.join(
+                    columns["sample_id"], f"/{task}/", pa.array([str(i) for i in flat.region_index], pa.string())
+                )
+                crcs = batch.suffix_crcs(task, flat.region_index)
+                before, after = batch.draw_pairs(self.batch_templates(task), flat.states[flat.region_sample], crcs)
+                phrase = pa.array(flat.phrases, pa.string())
+                if task == "rec":
+                    columns["user"] = batch.join(columns["head"], before, phrase, after)
+                    columns["reply"] = batch.join("<ref>", phrase, "</ref>", spelled_boxes)
+                else:
+                    columns["user"] = batch.join(columns["head"], before, spelled_boxes, after)
+                    columns["reply"] = phrase
+            columns["task"] = pa.array([task] * len(columns["id"]), pa.string())
+            del columns["head"]
+            blocks.add(task, counts, columns)
+        columns, per_sample = blocks.assemble()
+        if not columns:
+            return batch.RenderedBatch(pa.RecordBatch.from_pylist([], schema=self.schema()), per_sample)
+        arrays = [columns[name] for name in ("id", "sample_id", "task", "image", "width", "height")]
+        arrays.append(batch.two_turns(columns["user"], columns["reply"], CONVERSATION_TYPE.value_type))
+        return batch.RenderedBatch(pa.RecordBatch.from_arrays(arrays, schema=self.schema()), per_sample)
+
+    @staticmethod
+    def _tagged_caption(sample: Sample, regions: list[Region], where: dict[int, int], spelled: list[str]) -> str:
+        """render_grounded_caption's reply, with each region's boxes already spelled."""
+        text = sample.text
+        parts: list[str] = []
+        cursor = 0
+        for region in regions:
+            start, end = region.span
+            parts.append(text[cursor:start])
+            parts.append(f"<ref>{text[start:end]}</ref>{spelled[where[id(region)]]}")
+            cursor = end
+        parts.append(text[cursor:])
+        return "".join(parts)
 
     # --- parsing -----------------------------------------------------------------------------------
 

@@ -1,0 +1,121 @@
+"""A whole conversion through the writer's columnar path ends byte-identical to the per-record path.
+
+The columnar path is taken only for Parquet output and batchable samples; odd samples in between (a tag
+in the text, a box that quantizes to nothing, a duplicate id) must land in the same place, with the same
+rejects, and shards must rotate at the same records.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from grounding_convert.engine import pipeline
+from grounding_convert.engine.runner import RunOptions, convert, make_job
+from grounding_convert.synth import generate
+from grounding_convert.synth import grit as synth_grit
+from grounding_convert.writers.qwen_vl import QwenVlWriter
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def odd_grit(tmp_path_factory) -> Path:
+    """GRIT parquet with, among 3,000 plain rows, rows each path must treat specially."""
+    root = tmp_path_factory.mktemp("grit")
+    rng = random.Random(3)
+    rows = [synth_grit.make_record(rng, i, 10**12 + i) for i in range(3000)]
+    rows[10]["caption"] = "a <ref>tag</ref> in the text"  # per-record path: render-failed reject
+    rows[10]["noun_chunks"] = [[2, 7, 0.1, 0.1, 0.5, 0.5, 0.9]]
+    rows[500]["width"] = 100_000  # a 0.01% wide box quantizes to nothing: empty-box reject
+    rows[500]["noun_chunks"] = [[0, 3, 0.2, 0.2, 0.20001, 0.9, 0.9]]
+    rows[501]["id"] = rows[499]["id"]  # duplicate id
+    rows[1200]["caption"] = "x < y and a dog"  # a bare "<": not batchable, rendered per record
+    rows[1200]["noun_chunks"] = [[10, 15, 0.1, 0.1, 0.5, 0.5, 0.9]]
+    for row in rows:
+        for field in ("noun_chunks", "ref_exps"):
+            row[field] = [[float(v) for v in chunk] for chunk in row[field]]
+    table = pa.Table.from_pylist(rows, schema=synth_grit.SCHEMA)
+    pq.write_table(table, root / "coyo_0_snappy.parquet", row_group_size=1000)
+    return root
+
+
+def run_both(monkeypatch, tmp_path: Path, **job) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    outputs = {}
+    for name, batched in (("batched", True), ("per-record", False)):
+        with monkeypatch.context() as patch:
+            if not batched:
+                patch.setattr(QwenVlWriter, "batch_ready", lambda self, tasks: False)
+            out = tmp_path / name
+            convert(make_job(output=str(out), writer="qwen-vl", **job), RunOptions(progress=False))
+            outputs[name] = tree(out)
+    return outputs["batched"], outputs["per-record"]
+
+
+@pytest.mark.parametrize(
+    "tasks",
+    [None, ["grounded-caption"], ["reg", "rec"]],
+)
+def test_grit_batched_equals_per_record(odd_grit, tmp_path, monkeypatch, tasks):
+    batched, per_record = run_both(
+        monkeypatch, tmp_path, input=str(odd_grit), reader="grit", tasks=tasks, max_records_per_shard=1100
+    )
+    assert batched == per_record
+    manifest = orjson.loads(batched["manifest.json"])
+    reasons = manifest["counts"]["reject_reasons"]
+    assert reasons == {"duplicate-id": 1, "empty-box": 1, "render-failed": 1}, reasons
+    assert sum(1 for name in batched if name.startswith("data/train-")) >= 3  # rotation inside batches
+
+
+def test_batches_are_taken(odd_grit, tmp_path, monkeypatch):
+    """The comparison above would be empty if the columnar path never ran."""
+    calls = []
+    real = QwenVlWriter.render_batch
+
+    def counting(self, samples, tasks, seed):
+        calls.append(len(samples))
+        return real(self, samples, tasks, seed)
+
+    monkeypatch.setattr(QwenVlWriter, "render_batch", counting)
+    convert(
+        make_job(input=str(odd_grit), output=str(tmp_path / "o"), writer="qwen-vl", reader="grit"),
+        RunOptions(progress=False),
+    )
+    assert max(calls) == pipeline.BATCH_SAMPLES
+    assert sum(calls) >= 2996  # every plain sample, some twice (the batch around a refused box is redone)
+
+
+def test_flickr_splits_batched_equals_per_record(tmp_path, monkeypatch):
+    root = tmp_path / "flickr"
+    generate("flickr30k-entities", root, images=120, seed=4)
+    batched, per_record = run_both(
+        monkeypatch,
+        tmp_path,
+        input=str(root),
+        reader="flickr30k-entities",
+        reader_options={"images_per_partition": 50},
+        writer_options={"language": "mixed", "image_prefix": "/data/flickr/"},
+    )
+    assert batched == per_record
+    assert {name.split("-")[0] for name in batched if name.startswith("data/")} == {
+        "data/train",
+        "data/val",
+        "data/test",
+    }
+
+
+def test_jsonl_output_never_batches(odd_grit, tmp_path, monkeypatch):
+    def refuse(*_):
+        raise AssertionError("the columnar path is for Parquet output")
+
+    monkeypatch.setattr(QwenVlWriter, "render_batch", refuse)
+    job = make_job(input=str(odd_grit), output=str(tmp_path / "o"), writer="qwen-vl", reader="grit", format="jsonl")
+    result = convert(job, RunOptions(progress=False))
+    assert (result.tally.written, result.tally.rejected) == (2997, 3)

@@ -1,0 +1,157 @@
+"""The columnar path (writers/batch.py) renders exactly what the per-record path renders, or hands back
+the samples the per-record path refuses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from grounding_convert.errors import RecordError
+from grounding_convert.schema import ImageRef, Region, Sample
+from grounding_convert.writers import batch
+from grounding_convert.writers.base import WriterOptions, record_rng, sample_state
+from grounding_convert.writers.qwen_vl import QwenVlWriter
+
+TASK_SETS = [
+    ("rec", "reg", "grounded-caption", "pointing"),
+    ("grounded-caption",),
+    ("reg", "rec"),
+    ("grounded-caption", "rec"),
+]
+
+WORDS = ["a", "dog", "red", "car", "man", "on", "the", "road", "tall", "building", "木", "ä"]
+
+
+@st.composite
+def samples(draw, index: int = 0) -> Sample:
+    width = draw(st.integers(1, 5000))
+    height = draw(st.integers(1, 5000))
+    words = draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=10))
+    text = " ".join(words)
+    regions = []
+    for _ in range(draw(st.integers(0, 4))):
+        a = draw(st.integers(0, len(text) - 1))
+        b = draw(st.integers(a + 1, len(text)))
+        span = draw(st.sampled_from([(a, b), None])) if draw(st.booleans()) else (a, b)
+        boxes = []
+        for _ in range(draw(st.integers(0, 3))):
+            if draw(st.integers(0, 19)):  # mostly boxes that survive quantization…
+                fx, fy = draw(st.floats(0, 0.9)), draw(st.floats(0, 0.9))
+                fw, fh = draw(st.floats(0.0015, 1 - fx)), draw(st.floats(0.0015, 1 - fy))
+                x1, y1 = fx * width, fy * height
+                boxes.append([x1, y1, min(width, x1 + fw * width), min(height, y1 + fh * height)])
+            else:  # …and now and then one that may collapse, which the per-record path refuses
+                x1 = draw(st.floats(0, width))
+                y1 = draw(st.floats(0, height))
+                boxes.append([x1, y1, draw(st.floats(x1, width)), draw(st.floats(y1, height))])
+        regions.append(Region(text[a:b], span, boxes))
+    sample_id = f"grit/{draw(st.integers(0, 10**12))}/{index}"
+    return Sample(sample_id, "grit", "train", ImageRef(f"{index}.jpg", str(index), width, height), text, None, regions)
+
+
+def per_record(writer, sample_list, tasks, seed):
+    records, counts, refused = [], [], []
+    for position, sample in enumerate(sample_list):
+        try:
+            rendered = writer.render_tasks(sample, tasks, seed)
+        except (RecordError, ValueError, OverflowError):
+            refused.append(position)
+            counts.append(None)
+            continue
+        counts.append({task: len(rs) for task, rs in rendered if rs})
+        records += [r for _, rs in rendered for r in rs]
+    return records, counts, refused
+
+
+def check(writer, sample_list, tasks, seed):
+    assert all(writer.batchable(s) for s in sample_list)
+    result = writer.render_batch(sample_list, tasks, seed)
+    records, counts, refused = per_record(writer, sample_list, tasks, seed)
+    if isinstance(result, list):
+        assert refused and set(result) <= set(refused), (result, refused)
+        assert result == sorted(result)
+        return
+    assert not refused
+    assert result.batch.schema.equals(writer.schema())
+    assert result.batch.to_pylist() == records
+    assert result.per_sample == counts
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), tasks=st.sampled_from(TASK_SETS), seed=st.integers(0, 2**32))
+def test_batch_equals_per_record(data, tasks, seed):
+    count = data.draw(st.integers(1, 6))
+    sample_list = [data.draw(samples(i)) for i in range(count)]
+    check(QwenVlWriter(), sample_list, tasks, seed)
+
+
+@pytest.mark.parametrize("language", ["en", "zh", "mixed"])
+def test_batch_equals_per_record_on_grit_shaped_samples(language):
+    rng = np.random.default_rng(5)
+    sample_list = []
+    for i in range(300):
+        w, h = int(rng.integers(50, 3000)), int(rng.integers(50, 3000))
+        text = "an old man next to a tall building near a red car"
+        spans = [(0, 10), (19, 34), (3, 10), (42, 51)][: int(rng.integers(1, 5))]
+        regions = []
+        for a, b in spans:
+            boxes = []
+            for _ in range(int(rng.integers(1, 3))):
+                x1, y1 = float(rng.uniform(0, w * 0.8)), float(rng.uniform(0, h * 0.8))
+                boxes.append(
+                    [x1, y1, x1 + float(rng.uniform(w * 0.01, w * 0.2)), y1 + float(rng.uniform(h * 0.01, h * 0.2))]
+                )
+            regions.append(Region(text[a:b], (a, b), boxes))
+        sample_list.append(
+            Sample(f"grit/{i}", "grit", "train", ImageRef(f"{i}.jpg", str(i), w, h), text, None, regions)
+        )
+    writer = QwenVlWriter(WriterOptions(language=language, image_prefix="/data/grit/"))
+    for tasks in TASK_SETS:
+        check(writer, sample_list, tasks, seed=11)
+
+
+def test_refused_samples_are_named_and_rendered_one_by_one():
+    ok = Sample("grit/1", "grit", "train", ImageRef("1.jpg", "1", 1000, 1000), "a dog", None,
+                [Region("a dog", (0, 5), [[10.0, 10.0, 200.0, 200.0]])])  # fmt: skip
+    tiny = Sample("grit/2", "grit", "train", ImageRef("2.jpg", "2", 5000, 5000), "a dot", None,
+                  [Region("a dot", (0, 5), [[10.0, 10.0, 10.5, 10.5]])])  # fmt: skip
+    huge = Sample("grit/3", "grit", "train", ImageRef("3.jpg", "3", 10, 10), "a ray", None,
+                  [Region("a ray", (0, 5), [[0.0, 0.0, 1e308, 1e308]])])  # fmt: skip
+    nan = Sample("grit/4", "grit", "train", ImageRef("4.jpg", "4", 10, 10), "a nan", None,
+                 [Region("a nan", (0, 5), [[0.0, 0.0, math.nan, 5.0]])])  # fmt: skip
+    writer = QwenVlWriter()
+    tasks = ("rec", "reg", "grounded-caption")
+    assert writer.render_batch([ok, tiny, ok, huge, nan], tasks, 0) == [1, 3, 4]
+    with pytest.raises(RecordError, match="collapses"):
+        writer.render_tasks(tiny, tasks, 0)
+    with pytest.raises(RecordError, match="finite"):
+        writer.render_tasks(nan, tasks, 0)
+
+
+def test_not_batchable():
+    writer = QwenVlWriter()
+    base = Sample("grit/1", "grit", "train", ImageRef("1.jpg", "1", 100, 100), "a dog", None,
+                  [Region("a dog", (0, 5), [[1.0, 1.0, 50.0, 50.0]])])  # fmt: skip
+    assert writer.batchable(base)
+    tagged = Sample(**{**_fields(base), "text": "a <ref>dog"})
+    qa = Sample(**{**_fields(base), "regions": [Region("a dog", None, [[1.0, 1.0, 5.0, 5.0]], role="answer")]})
+    floaty = Sample(**{**_fields(base), "image": ImageRef("1.jpg", "1", 100.0, 100)})
+    for sample in (tagged, qa, floaty):
+        assert not writer.batchable(sample)
+
+
+def _fields(sample: Sample) -> dict:
+    return {name: getattr(sample, name) for name in Sample.__slots__}
+
+
+def test_first_draws_match_record_random():
+    states = np.array([sample_state(s, f"grit/{i}") for s in range(3) for i in range(50)], dtype=np.uint64)
+    crcs = batch.suffix_crcs("rec", list(range(len(states))))
+    for n in (1, 3, 4, 7):
+        draws = batch.first_draws(states, crcs, n)
+        expected = [record_rng(int(state), f"rec/{i}").randrange(n) for i, state in enumerate(states)]
+        assert draws.tolist() == expected
