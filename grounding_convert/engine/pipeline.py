@@ -280,11 +280,12 @@ class _Converter:
             if not per_task:
                 tally.count_filtered(sample.split, "no-task-applies")
                 continue
-            for task, count in per_task.items():  # tasks in job order, as the records are
-                if task not in examples:
-                    examples[task] = result.batch.slice(row, 1).to_pylist()[0]
-                row += count
-            tally.count_written(sample, per_task)
+            if len(examples) < len(self.tasks):
+                for task, count in per_task.items():  # tasks in job order, as the records are
+                    if task not in examples:
+                        examples[task] = result.batch.slice(row, 1).to_pylist()[0]
+                    row += count
+        tally.count_written_many(samples, result.per_sample, result.boxes, result.box_sample)
         self.sink(samples[0].split).add_batch(result.batch)
 
     def sink(self, split: str | None) -> ShardSink:

@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..schema import Sample
 
 WORD_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55)
@@ -38,6 +40,15 @@ def _labels(edges: tuple[float, ...]) -> tuple[str, ...]:
 _WORD_LABELS, _REGION_LABELS, _AREA_LABELS = _labels(WORD_BUCKETS), _labels(REGION_BUCKETS), _labels(AREA_BUCKETS)
 
 UNSPLIT_KEY = "(unsplit)"
+
+
+def _add_buckets(counter: Counter, values: np.ndarray, edges: tuple[float, ...], labels: tuple[str, ...]) -> None:
+    """Count ``values`` into ``counter`` by bucket label, NaN under the last (as :func:`bucket` does)."""
+    index = np.searchsorted(np.array(edges, dtype=np.float64), values, side="left")
+    index[np.isnan(values)] = len(edges)
+    for position, count in enumerate(np.bincount(index, minlength=len(labels)).tolist()):
+        if count:
+            counter[labels[position]] += count
 
 
 def split_key(split: str | None) -> str:
@@ -97,6 +108,41 @@ class Tally:
                 for x1, y1, x2, y2 in region.boxes:
                     value = (x2 - x1) * (y2 - y1) / area
                     box_area[labels[bisect_left(AREA_BUCKETS, value)] if value == value else nan] += 1
+
+    def count_written_many(
+        self, samples: list[Sample], per_sample: list[dict[str, int]], boxes: np.ndarray, box_sample: np.ndarray
+    ) -> None:
+        """:meth:`count_written` for every sample with records (all of one split), boxes given as arrays.
+
+        ``boxes`` are every box of the samples (n × 4), ``box_sample`` the sample each belongs to; the
+        same buckets come out as from the per-sample loop (``searchsorted`` left is ``bisect_left``).
+        """
+        written = [i for i, per_task in enumerate(per_sample) if per_task]
+        if not written:
+            return
+        key = samples[written[0]].split or UNSPLIT_KEY
+        split = self.splits.get(key)
+        if split is None:
+            split = self.splits[key] = Counter()
+        tasks = self.records.get(key)
+        if tasks is None:
+            tasks = self.records[key] = Counter()
+        self.written += len(written)
+        split["written"] += len(written)
+        for i in written:
+            for task, n in per_sample[i].items():
+                tasks[task] += n
+        words = [len(samples[i].text.split()) for i in written]
+        _add_buckets(self.text_words, np.array(words, dtype=np.float64), WORD_BUCKETS, _WORD_LABELS)
+        regions = [len(samples[i].regions) for i in written]
+        _add_buckets(self.regions_per_sample, np.array(regions, dtype=np.float64), REGION_BUCKETS, _REGION_LABELS)
+        keep = np.zeros(len(samples), dtype=bool)
+        keep[written] = True
+        sizes = np.array([(s.image.width or 0) * (s.image.height or 0) for s in samples], dtype=np.float64)
+        chosen = keep[box_sample] & (sizes[box_sample] > 0)
+        b = boxes[chosen]
+        areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / sizes[box_sample[chosen]]
+        _add_buckets(self.box_area, areas, AREA_BUCKETS, _AREA_LABELS)
 
     def count_rejected(self, split: str | None, reason: str) -> None:
         self.rejected += 1

@@ -37,6 +37,8 @@ class RenderedBatch:
 
     batch: pa.RecordBatch
     per_sample: list[dict[str, int]]
+    boxes: np.ndarray  # every box of the samples (n × 4) and the sample it belongs to: the tally's box areas
+    box_sample: np.ndarray
 
 
 @dataclass

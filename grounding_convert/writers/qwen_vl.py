@@ -243,10 +243,12 @@ class QwenVlWriter(Writer):
             blocks.add(task, counts, columns)
         columns, per_sample = blocks.assemble()
         if not columns:
-            return batch.RenderedBatch(pa.RecordBatch.from_pylist([], schema=self.schema()), per_sample)
-        arrays = [columns[name] for name in ("id", "sample_id", "task", "image", "width", "height")]
-        arrays.append(batch.two_turns(columns["user"], columns["reply"], CONVERSATION_TYPE.value_type))
-        return batch.RenderedBatch(pa.RecordBatch.from_arrays(arrays, schema=self.schema()), per_sample)
+            records = pa.RecordBatch.from_pylist([], schema=self.schema())
+        else:
+            arrays = [columns[name] for name in ("id", "sample_id", "task", "image", "width", "height")]
+            arrays.append(batch.two_turns(columns["user"], columns["reply"], CONVERSATION_TYPE.value_type))
+            records = pa.RecordBatch.from_arrays(arrays, schema=self.schema())
+        return batch.RenderedBatch(records, per_sample, flat.boxes, flat.box_sample())
 
     @staticmethod
     def _tagged_caption(sample: Sample, regions: list[Region], where: dict[int, int], spelled: list[str]) -> str:
