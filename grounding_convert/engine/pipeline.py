@@ -108,6 +108,7 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
             )
 
     convert = _Converter(job, writer, partition, tally, sinks, reject, schema, store, tsv_row)
+    convert.check_text = not reader.valid_unicode(partition)
     try:
         for item in reader.read(partition):
             if isinstance(item, Sample):  # by far the most common item: test it first
@@ -161,6 +162,7 @@ class _Converter:
         self.reject, self.schema, self.store, self.tsv_row = reject, schema, store, tsv_row
         self.tasks, self.seed, self.wanted = job.tasks, job.seed, job.reader_options.get("split")
         self.seen: set[str] = set()
+        self.check_text = True  # off when the reader vouches for its strings (Reader.valid_unicode)
         # the writer's columnar path (writers/batch.py), for Parquet output when its templates allow it
         self.batchable = None
         if job.format == "parquet" and writer.batch_ready(self.tasks):
@@ -182,7 +184,7 @@ class _Converter:
             )
             return
         self.seen.add(sample.id)
-        bad = unencodable_text(sample)
+        bad = unencodable_text(sample) if self.check_text else None
         if bad is not None:
             self.flush()
             self.reject(

@@ -74,6 +74,15 @@ class Reader(ABC):
         """True when ``path`` looks like this reader's native layout (used when --from is left out)."""
         return False
 
+    def valid_unicode(self, partition: Partition) -> bool:
+        """True when every string of this partition's samples is known to be valid Unicode.
+
+        Then the pipeline skips its lone-surrogate check per sample.  Only say so when the strings come
+        from a strict decoder (Arrow, orjson): JSON read by ``json``/``ijson``, pickles and tar member
+        names can carry lone surrogates.
+        """
+        return False
+
     def input_files(self, input_path: str) -> list[Path]:
         """The files this reader consumes (recorded with sizes in the manifest)."""
         p = Path(input_path)

@@ -100,6 +100,11 @@ class GritReader(Reader):
             Partition(i, key, source, {"layout": layout, **params}) for i, (key, source, params) in enumerate(parts)
         ]
 
+    def valid_unicode(self, partition: Partition) -> bool:
+        """Parquet strings come from Arrow and JSONL through orjson, both strict UTF-8 (orjson refuses a
+        lone surrogate escape); tar member names may not be, so img2dataset downloads are checked."""
+        return partition.params["layout"] in ("parquet", "jsonl")
+
     # --- reading -------------------------------------------------------------------------------------
 
     def read(self, partition: Partition) -> Iterator[ReadItem]:

@@ -313,16 +313,21 @@ def ordered_spans(sample: Sample) -> list[Region]:
 
     Grounded captions insert tags at span ends; overlapping spans cannot both be tagged in place.
     """
+    candidates = [r for r in sample.regions if r.role is None and r.span is not None and r.boxes]
+    if len(candidates) > 1:
+        candidates.sort(key=_text_order)
     chosen: list[Region] = []
     end = -1
-    for region in sorted(
-        (r for r in sample.regions if r.role is None and r.span is not None and r.boxes),
-        key=lambda r: (r.span[0], -r.span[1]),
-    ):
+    for region in candidates:
         if region.span[0] >= end:
             chosen.append(region)
             end = region.span[1]
     return chosen
+
+
+def _text_order(region: Region) -> tuple[int, int]:
+    """Earlier start first; of two starting together, the longer (it is tagged, the inner one dropped)."""
+    return region.span[0], -region.span[1]
 
 
 def check_tasks(writer: type[Writer], tasks: Sequence[str]) -> None:

@@ -63,9 +63,17 @@ class FlatSamples:
         region_sample: list[int] = []
         region_index: list[int] = []
         phrases: list[str] = []
-        offsets = [0]
+        counts: list[int] = []
         coords: list[float] = []
         region_of: list[dict[int, int]] = []
+        # bound methods: this loop runs for every region of every sample
+        add_sample, add_index, add_phrase, add_count = (
+            region_sample.append,
+            region_index.append,
+            phrases.append,
+            counts.append,
+        )
+        add_coords, add_where = coords.extend, region_of.append
         for s, sample in enumerate(samples):
             image = sample.image
             widths.append(image.width)
@@ -73,15 +81,18 @@ class FlatSamples:
             states.append(sample_state(seed, sample.id))
             where: dict[int, int] = {}
             for index, region in enumerate(sample.regions):
-                if region.role is None and region.boxes:
+                boxes = region.boxes
+                if boxes and region.role is None:
                     where[id(region)] = len(phrases)
-                    region_sample.append(s)
-                    region_index.append(index)
-                    phrases.append(region.phrase)
-                    for box in region.boxes:
-                        coords.extend(box)
-                    offsets.append(offsets[-1] + len(region.boxes))
-            region_of.append(where)
+                    add_sample(s)
+                    add_index(index)
+                    add_phrase(region.phrase)
+                    add_count(len(boxes))
+                    for box in boxes:
+                        add_coords(box)
+            add_where(where)
+        offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
         return cls(
             samples,
             np.array(states, dtype=np.uint64),
@@ -90,7 +101,7 @@ class FlatSamples:
             np.array(region_sample, dtype=np.int64),
             region_index,
             phrases,
-            np.array(offsets, dtype=np.int32),
+            offsets,
             np.array(coords, dtype=np.float64).reshape(-1, 4),
             region_of,
         )
@@ -134,20 +145,20 @@ def first_draws(states: np.ndarray, suffix_crcs: np.ndarray, n: int) -> np.ndarr
     return (z % np.uint64(n)).astype(np.int64)
 
 
-_SUFFIX_CRCS: dict[str, int] = {}
+_SUFFIX_CRCS: dict[str, np.ndarray] = {}
 
 
 def suffix_crcs(task: str, indexes: Sequence[int] | None) -> np.ndarray:
     """CRC-32 of each record's id suffix (``rec/3``; just the task for one-per-sample tasks)."""
-    suffixes = [task] if indexes is None else [f"{task}/{i}" for i in indexes]
-    table = _SUFFIX_CRCS
-    out = []
-    for suffix in suffixes:
-        value = table.get(suffix)
-        if value is None:
-            value = table[suffix] = crc32(suffix.encode())
-        out.append(value)
-    return np.array(out, dtype=np.uint64)
+    if indexes is None:
+        return np.array([crc32(task.encode())], dtype=np.uint64)
+    table = _SUFFIX_CRCS.get(task)
+    top = max(indexes, default=-1) + 1
+    if table is None or len(table) < top:  # CRCs of "task/0" … "task/N" computed once and kept
+        table = _SUFFIX_CRCS[task] = np.array(
+            [crc32(f"{task}/{i}".encode()) for i in range(max(top, 64))], dtype=np.uint64
+        )
+    return table[np.asarray(indexes, dtype=np.int64)]
 
 
 def split_template(template: str, placeholder: str | None) -> tuple[str, str] | None:

@@ -263,3 +263,15 @@ def test_nan_and_inf_offsets_are_rejected_not_fatal(tmp_path):
     assert [type(i).__name__ for i in items] == ["Sample", "Reject", "Reject"]
     assert isinstance(items[0], Sample) and items[0].regions[0].phrase == "a paper cover"
     assert all(isinstance(r, Reject) and r.reason == "bad-span" for r in items[1:])
+
+
+@pytest.mark.parametrize("layout, vouched", [("parquet", True), ("jsonl", True), ("img2dataset", False)])
+def test_only_strict_decoders_vouch_for_their_strings(tmp_path: Path, layout: str, vouched: bool) -> None:
+    """Parquet (Arrow) and JSONL (orjson) strings cannot hold lone surrogates, so the pipeline's check is
+    skipped for them; tar member names can, so downloads keep it."""
+    generate("grit", tmp_path / layout, images=30, seed=1, layout=layout)
+    reader = GritReader()
+    partitions = reader.plan(str(tmp_path / layout))
+    assert partitions and all(reader.valid_unicode(p) is vouched for p in partitions)
+    with pytest.raises(orjson.JSONDecodeError):  # what the JSONL promise rests on
+        orjson.loads(b'{"caption": "a \\ud800 dog"}')
