@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from math import isfinite
 from typing import Literal
 
+import numpy as np
+
 Box = list[float]
 Rounding = Literal["floor", "round"]
 
@@ -59,6 +61,24 @@ def denormalize_clipped(box: Sequence[float], width: float, height: float) -> tu
         return [x1 * width, y1 * height, x2 * width, y2 * height], False
     fixed = clip(box, 1.0, 1.0)
     return normalized_to_pixels(fixed, width, height), fixed != list(box)
+
+
+def denormalize_clipped_many(
+    boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`denormalize_clipped` of many boxes (n × 4 floats, one size each), with the same float results.
+
+    Python's ``max(v, 0.0)``/``min(v, 1.0)`` keep ``v`` unless the bound is strictly beyond it (so -0.0
+    stays -0.0); ``np.where`` with the same comparisons does exactly that.  A box already inside the
+    unit square is multiplied as it is, as the scalar version's shortcut does.
+    """
+    low = np.where(boxes < 0.0, 0.0, boxes)
+    clamped = np.where(low > 1.0, 1.0, low)
+    inside = (boxes[:, 0] >= 0.0) & (boxes[:, 1] >= 0.0) & (boxes[:, 2] <= 1.0) & (boxes[:, 3] <= 1.0)
+    fixed = np.where(inside[:, None], boxes, clamped)  # the shortcut's test, exactly (it checks 4 edges)
+    clipped = (fixed != boxes).any(axis=1)
+    sizes = np.stack([widths, heights, widths, heights], axis=1).astype(np.float64)
+    return fixed * sizes, clipped
 
 
 # --- checks and repairs ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -206,3 +207,18 @@ def test_is_finite_refuses_what_is_not_four_finite_numbers():
         5,
     ):
         assert not boxes.is_finite(bad)
+
+
+@settings(max_examples=300)
+@given(
+    box=st.lists(
+        st.one_of(st.floats(-2, 2, allow_nan=False), st.sampled_from([0.0, -0.0, 1.0])), min_size=4, max_size=4
+    ),
+    width=st.integers(1, 5000),
+    height=st.integers(1, 5000),
+)
+def test_denormalize_clipped_many_equals_the_scalar_version(box, width, height):
+    pixels, clipped = boxes.denormalize_clipped_many(np.array([box]), np.array([width]), np.array([height]))
+    expected, was_clipped = boxes.denormalize_clipped(box, width, height)
+    assert repr(pixels[0].tolist()) == repr(expected)  # repr: -0.0 and 0.0 must not be confused
+    assert bool(clipped[0]) == was_clipped
