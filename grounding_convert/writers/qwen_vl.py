@@ -200,7 +200,7 @@ class QwenVlWriter(Writer):
         if isinstance(q, list):
             return q
         x1, y1, x2, y2 = (batch.as_strings(q[:, i]) for i in range(4))
-        spelled_boxes = batch.per_region(batch.join("<box>(", x1, ",", y1, "),(", x2, ",", y2, ")</box>"), flat)
+        tokens = batch.per_region(batch.join("<box>(", x1, ",", y1, "),(", x2, ",", y2, ")</box>"), flat)
         images = [self.image_path(s) for s in samples]
         common = {
             "sample_id": pa.array([s.id for s in samples], pa.string()),
@@ -212,34 +212,10 @@ class QwenVlWriter(Writer):
         blocks = batch.Blocks(samples)
         for task in wanted:
             if task == "grounded-caption":
-                rows = [s for s, regions in enumerate(captioned) if regions]
-                counts = [1 if regions else 0 for regions in captioned]
-                columns = {name: column.take(pa.array(rows, pa.int64())) for name, column in common.items()}
-                columns["id"] = batch.join(columns["sample_id"], f"/{task}")
-                states = flat.states[np.array(rows, dtype=np.int64)]
-                prompt, _ = batch.draw_pairs(self.batch_templates(task), states, batch.suffix_crcs(task, None))
-                columns["user"] = batch.join(columns["head"], prompt)
-                tokens = spelled_boxes.to_pylist()
-                replies = [self._tagged_caption(samples[s], captioned[s], flat.region_of[s], tokens) for s in rows]
-                columns["reply"] = pa.array(replies, pa.string())
+                counts, columns = self._caption_block(flat, captioned, common, tokens)
             else:
-                rows_array = pa.array(flat.region_sample)
-                counts = np.bincount(flat.region_sample, minlength=len(samples)).tolist()
-                columns = {name: column.take(rows_array) for name, column in common.items()}
-                columns["id"] = batch.join(
-                    columns["sample_id"], f"/{task}/", pa.array([str(i) for i in flat.region_index], pa.string())
-                )
-                crcs = batch.suffix_crcs(task, flat.region_index)
-                before, after = batch.draw_pairs(self.batch_templates(task), flat.states[flat.region_sample], crcs)
-                phrase = pa.array(flat.phrases, pa.string())
-                if task == "rec":
-                    columns["user"] = batch.join(columns["head"], before, phrase, after)
-                    columns["reply"] = batch.join("<ref>", phrase, "</ref>", spelled_boxes)
-                else:
-                    columns["user"] = batch.join(columns["head"], before, spelled_boxes, after)
-                    columns["reply"] = phrase
+                counts, columns = self._region_block(task, flat, common, tokens)
             columns["task"] = pa.array([task] * len(columns["id"]), pa.string())
-            del columns["head"]
             blocks.add(task, counts, columns)
         columns, per_sample = blocks.assemble()
         if not columns:
@@ -249,6 +225,42 @@ class QwenVlWriter(Writer):
             arrays.append(batch.two_turns(columns["user"], columns["reply"], CONVERSATION_TYPE.value_type))
             records = pa.RecordBatch.from_arrays(arrays, schema=self.schema())
         return batch.RenderedBatch(records, per_sample, flat.boxes, flat.box_sample())
+
+    def _region_block(
+        self, task: str, flat: batch.FlatSamples, common: dict[str, pa.Array], tokens: pa.Array
+    ) -> tuple[list[int], dict[str, pa.Array]]:
+        """REC or REG records, one per grounded region: render_rec / render_reg as columns."""
+        columns = {name: column.take(pa.array(flat.region_sample)) for name, column in common.items()}
+        numbers = pa.array([str(i) for i in flat.region_index], pa.string())
+        columns["id"] = batch.join(columns["sample_id"], f"/{task}/", numbers)
+        crcs = batch.suffix_crcs(task, flat.region_index)
+        before, after = batch.draw_pairs(self.batch_templates(task), flat.states[flat.region_sample], crcs)
+        phrase = pa.array(flat.phrases, pa.string())
+        head = columns.pop("head")
+        if task == "rec":
+            columns["user"] = batch.join(head, before, phrase, after)
+            columns["reply"] = batch.join("<ref>", phrase, "</ref>", tokens)
+        else:
+            columns["user"] = batch.join(head, before, tokens, after)
+            columns["reply"] = phrase
+        counts = np.bincount(flat.region_sample, minlength=len(flat.samples)).tolist()
+        return counts, columns
+
+    def _caption_block(
+        self, flat: batch.FlatSamples, captioned: list[list[Region]], common: dict[str, pa.Array], tokens: pa.Array
+    ) -> tuple[list[int], dict[str, pa.Array]]:
+        """One grounded caption per sample that has a span to tag: render_grounded_caption as columns."""
+        task = "grounded-caption"
+        rows = [s for s, regions in enumerate(captioned) if regions]
+        columns = {name: column.take(pa.array(rows, pa.int64())) for name, column in common.items()}
+        columns["id"] = batch.join(columns["sample_id"], f"/{task}")
+        states = flat.states[np.array(rows, dtype=np.int64)]
+        prompt, _ = batch.draw_pairs(self.batch_templates(task), states, batch.suffix_crcs(task, None))
+        columns["user"] = batch.join(columns.pop("head"), prompt)
+        spelled = tokens.to_pylist()
+        replies = [self._tagged_caption(flat.samples[s], captioned[s], flat.region_of[s], spelled) for s in rows]
+        columns["reply"] = pa.array(replies, pa.string())
+        return [1 if regions else 0 for regions in captioned], columns
 
     @staticmethod
     def _tagged_caption(sample: Sample, regions: list[Region], where: dict[int, int], spelled: list[str]) -> str:
