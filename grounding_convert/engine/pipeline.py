@@ -202,7 +202,7 @@ class _Converter:
             tally.count_filtered(sample.split, "split")
             return
         pending = self.pending
-        if self.batchable is not None and self.batchable(sample):
+        if self.batchable is not None and self._batchable(sample):
             if pending and pending[0].split != sample.split:
                 self.flush()  # a batch goes to one split's shards
             pending.append(sample)
@@ -212,6 +212,19 @@ class _Converter:
         if pending:
             self.flush()
         self.render_one(sample)
+
+    def _batchable(self, sample: Sample) -> bool:
+        try:
+            return self.batchable(sample)
+        except Exception:  # a writer bug on an odd sample: the per-record path deals with it (and rejects)
+            return False
+
+    def _render_batch(self, samples: list[Sample]) -> RenderedBatch | list[int]:
+        """The writer's columnar path; should it fail, every sample is handed back to the per-record path."""
+        try:
+            return self.writer.render_batch(samples, self.tasks, self.seed)
+        except Exception:
+            return list(range(len(samples)))
 
     def render_one(self, sample: Sample) -> None:
         """The per-record path: render every task of one sample and hand its records to the sink."""
@@ -252,7 +265,7 @@ class _Converter:
         if not samples:
             return
         self.pending = []
-        result = self.writer.render_batch(samples, self.tasks, self.seed)
+        result = self._render_batch(samples)
         if isinstance(result, RenderedBatch):
             self._write_batch(samples, result)
             return
@@ -269,7 +282,7 @@ class _Converter:
             self._render_run(run)
 
     def _render_run(self, samples: list[Sample]) -> None:
-        result = self.writer.render_batch(samples, self.tasks, self.seed)
+        result = self._render_batch(samples)
         if isinstance(result, RenderedBatch):
             self._write_batch(samples, result)
         else:  # cannot happen (these were not refused): stay correct anyway

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from string import Formatter
 from typing import Any
 from zlib import crc32
 
@@ -162,21 +163,22 @@ def suffix_crcs(task: str, indexes: Sequence[int] | None) -> np.ndarray:
 
 
 def split_template(template: str, placeholder: str | None) -> tuple[str, str] | None:
-    """``template`` around its one ``{placeholder}`` after ``str.format`` (so ``{{`` is already ``{``).
+    """``template`` around its one plain ``{placeholder}`` after ``str.format`` (so ``{{`` is already ``{``).
 
-    None when the template is anything else (two placeholders, a format spec, another field): the writer
-    then renders every record the per-record way.
+    None when the template is anything else (two placeholders, a conversion like ``!r``, a format spec,
+    another field, a syntax error): the writer then renders every record the per-record way.
     """
     try:
-        filled = template.format_map({placeholder: _SENTINEL} if placeholder else {})
-    except (KeyError, IndexError, ValueError):
+        fields = [
+            (name, spec, conversion) for _, name, spec, conversion in Formatter().parse(template) if name is not None
+        ]
+    except ValueError:
         return None
-    if placeholder is None:
-        return filled, ""
-    parts = filled.split(_SENTINEL)
-    if len(parts) != 2:
+    if fields != ([] if placeholder is None else [(placeholder, "", None)]):
         return None
-    return parts[0], parts[1]
+    filled = template.format_map({placeholder: _SENTINEL} if placeholder else {})
+    before, _, after = filled.partition(_SENTINEL) if placeholder else (filled, "", "")
+    return before, after
 
 
 def as_strings(values: np.ndarray) -> pa.Array:

@@ -168,9 +168,12 @@ class QwenVlWriter(Writer):
         w, h = image.width, image.height
         if type(w) is not int or type(h) is not int or w <= 0 or h <= 0:
             return False
-        if "<" in sample.text or "<" in image.file or (self.options.image_prefix and "<" in self.options.image_prefix):
-            return False
-        return all(region.role is None and "<" not in region.phrase for region in sample.regions)
+        text, file, prefix = sample.text, image.file, self.options.image_prefix or ""
+        if type(text) is not str or type(file) is not str or "<" in text or "<" in file or "<" in prefix:
+            return False  # odd types fail (and are rejected) on the per-record path, tags are refused there
+        return all(
+            region.role is None and type(region.phrase) is str and "<" not in region.phrase for region in sample.regions
+        )
 
     def batch_ready(self, tasks: Sequence[str]) -> bool:
         """Whether every requested task's phrasings have the plain shape the columnar path fills in."""

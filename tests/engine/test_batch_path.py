@@ -120,3 +120,20 @@ def test_jsonl_output_never_batches(odd_grit, tmp_path, monkeypatch):
     job = make_job(input=str(odd_grit), output=str(tmp_path / "o"), writer="qwen-vl", reader="grit", format="jsonl")
     result = convert(job, RunOptions(progress=False))
     assert (result.tally.written, result.tally.rejected) == (2997, 3)
+
+
+def test_a_failing_columnar_path_falls_back_to_per_record(odd_grit, tmp_path, monkeypatch):
+    """A bug in a writer's columnar path costs speed, never records: every sample is rendered per record."""
+    outputs = {}
+    for name, broken in (("broken", True), ("per-record", False)):
+        with monkeypatch.context() as patch:
+            if broken:
+                patch.setattr(QwenVlWriter, "render_batch", lambda *_: 1 / 0)
+                patch.setattr(QwenVlWriter, "batchable", lambda self, s: True if s.id[-1] != "7" else [][1])
+            else:
+                patch.setattr(QwenVlWriter, "batch_ready", lambda self, tasks: False)
+            out = tmp_path / name
+            job = make_job(input=str(odd_grit), output=str(out), writer="qwen-vl", reader="grit")
+            convert(job, RunOptions(progress=False))
+            outputs[name] = tree(out)
+    assert outputs["broken"] == outputs["per-record"]

@@ -140,7 +140,9 @@ def test_not_batchable():
     tagged = Sample(**{**_fields(base), "text": "a <ref>dog"})
     qa = Sample(**{**_fields(base), "regions": [Region("a dog", None, [[1.0, 1.0, 5.0, 5.0]], role="answer")]})
     floaty = Sample(**{**_fields(base), "image": ImageRef("1.jpg", "1", 100.0, 100)})
-    for sample in (tagged, qa, floaty):
+    no_text = Sample(**{**_fields(base), "text": None})
+    odd_phrase = Sample(**{**_fields(base), "regions": [Region(None, (0, 5), [[1.0, 1.0, 5.0, 5.0]])]})
+    for sample in (tagged, qa, floaty, no_text, odd_phrase):
         assert not writer.batchable(sample)
 
 
@@ -155,3 +157,29 @@ def test_first_draws_match_record_random():
         draws = batch.first_draws(states, crcs, n)
         expected = [record_rng(int(state), f"rec/{i}").randrange(n) for i, state in enumerate(states)]
         assert draws.tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "template, usable",
+    [
+        ("Locate {phrase} in the image.", True),
+        ("{{literal braces}} then {phrase}", True),
+        ("{phrase!r}", False),  # repr() would quote and escape: only the per-record path gets that right
+        ("{phrase:>20}", False),
+        ("{phrase} and {phrase}", False),
+        ("no placeholder", False),
+        ("{other}", False),
+        ("unbalanced {", False),
+    ],
+)
+def test_only_plain_one_placeholder_templates_take_the_columnar_path(tmp_path, template, usable):
+    path = tmp_path / "templates.yaml"
+    path.write_text(
+        "rec: [" + repr(template) + "]\nreg: ['{boxes}']\ngrounded-caption: ['Describe:']\npointing: ['{question}']\n"
+    )
+    writer = QwenVlWriter(WriterOptions(template_file=str(path)))
+    assert writer.batch_ready(("rec", "reg", "grounded-caption")) is usable
+    if usable:
+        sample = Sample("grit/1", "grit", "train", ImageRef("1.jpg", "1", 100, 100), "a dog's toy", None,
+                        [Region("a dog's toy", (0, 11), [[1.0, 1.0, 50.0, 50.0]])])  # fmt: skip
+        check(writer, [sample], ("rec", "reg", "grounded-caption"), 0)
