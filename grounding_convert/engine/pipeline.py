@@ -202,7 +202,11 @@ class _Converter:
             tally.count_filtered(sample.split, "split")
             return
         pending = self.pending
-        if self.batchable is not None and self._batchable(sample):
+        try:
+            batchable = self.batchable is not None and self.batchable(sample)
+        except Exception:  # a writer bug on an odd sample: the per-record path deals with it (and rejects)
+            batchable = False
+        if batchable:
             if pending and pending[0].split != sample.split:
                 self.flush()  # a batch goes to one split's shards
             pending.append(sample)
@@ -212,12 +216,6 @@ class _Converter:
         if pending:
             self.flush()
         self.render_one(sample)
-
-    def _batchable(self, sample: Sample) -> bool:
-        try:
-            return self.batchable(sample)
-        except Exception:  # a writer bug on an odd sample: the per-record path deals with it (and rejects)
-            return False
 
     def _render_batch(self, samples: list[Sample]) -> RenderedBatch | list[int]:
         """The writer's columnar path; should it fail, every sample is handed back to the per-record path."""

@@ -568,6 +568,8 @@ def _prepared_regions(
         caption = captions[row]
         regions: dict[tuple[int, int], Region] = {}
         dropped = n_clipped = 0
+        last: tuple[int, int] = (-1, -1)
+        in_order = True  # spans first seen in increasing order (the usual case) need no sort
         for c in range(first[row], first[row + 1]):
             if not kept[c]:
                 dropped += 1
@@ -578,10 +580,12 @@ def _prepared_regions(
             chunk_score = scores[c]
             if region is None:  # score as _fast_regions keeps it: -0.0 becomes 0.0
                 regions[span] = Region(caption[span[0] : span[1]], span, [pixel_rows[c]], None, chunk_score or 0.0)
+                in_order = in_order and span > last
+                last = span
             else:
                 region.boxes.append(pixel_rows[c])
                 region.score = max(region.score or 0.0, chunk_score)
-        found = list(regions.values()) if len(regions) < 2 else [regions[k] for k in sorted(regions)]
+        found = list(regions.values()) if in_order else [regions[k] for k in sorted(regions)]
         out[row] = (found, dropped, n_clipped)
     return out
 
