@@ -285,11 +285,12 @@ odd_number = st.one_of(
 
 @st.composite
 def odd_rows(draw, index: int) -> dict:
-    caption = draw(st.sampled_from(["a dog on a red car", "x", "  ", "dog"]))
+    caption = draw(st.sampled_from(["a dog on a red car", "x", "  ", "dog", "ünïcode dög", None]))
     chunks = []
+    length = len(caption or "")
     for _ in range(draw(st.integers(0, 4))):
-        start = draw(st.integers(-1, len(caption)) | st.sampled_from([0.5, math.nan]))
-        end = draw(st.integers(0, len(caption) + 1))
+        start = draw(st.integers(-1, length) | st.sampled_from([0.5, math.nan]))
+        end = draw(st.integers(0, length + 1))
         box = [draw(odd_number) for _ in range(4)]
         if draw(st.booleans()):  # mostly well-formed boxes, as real data
             x1, y1 = draw(st.floats(0, 0.8)), draw(st.floats(0, 0.8))
@@ -297,7 +298,9 @@ def odd_rows(draw, index: int) -> dict:
         chunks.append([float(start), float(end), *box, draw(odd_number)])
     if chunks and draw(st.integers(0, 5)) == 0:
         chunks.append(list(chunks[0]))  # same span twice
-    width = draw(st.sampled_from([640, 1, 3000, 0, -5]))
+    if draw(st.integers(0, 30)) == 0:
+        chunks = None  # a null chunk list (the whole batch then takes the row path)
+    width = draw(st.sampled_from([640, 1, 3000, 0, -5, None]))
     return {"id": 10**12 + index, "key": f"{index:09d}", "url": "u", "caption": caption, "width": width,
             "height": draw(st.sampled_from([480, 1, 2])), "clip_similarity_vitb32": 0.3,
             "clip_similarity_vitl14": 0.2, "noun_chunks": chunks, "ref_exps": chunks}  # fmt: skip
