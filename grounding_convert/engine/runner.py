@@ -9,7 +9,7 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ def input_fingerprint(job: Job, files: list) -> dict[str, Any]:
     return info
 
 
-def convert(job: Job, run: RunOptions | None = None, echo: Callable[[str], None] = print) -> RunResult:
+def convert(job: Job, run: RunOptions | None = None) -> RunResult:
     run = run or RunOptions()
     started = time.perf_counter()
     if run.engine not in ENGINES:

@@ -64,7 +64,7 @@ def _canonical(root: Path) -> None:
     for name, fmt, reader in (("f30k", "parquet", "flickr30k-entities"), ("vg", "jsonl", "visual-genome")):
         out = scratch / f"out-{name}"
         job = make_job(input=str(scratch / name), output=str(out), writer="canonical", reader=reader, format=fmt)
-        convert(job, RunOptions(progress=False), echo=lambda _: None)
+        convert(job, RunOptions(progress=False))
         for shard in sorted((out / "data").iterdir()):
             shutil.copy(shard, root / f"{name}-{shard.name}")
     shutil.rmtree(scratch)

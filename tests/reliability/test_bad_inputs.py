@@ -499,7 +499,7 @@ def test_interrupted_output_never_looks_finished(kit, tmp_path, monkeypatch):
         max_records_per_shard=3,
     )
     with pytest.raises(GroundingConvertError, match="disk vanished"):
-        convert(job, RunOptions(progress=False), echo=lambda _: None)
+        convert(job, RunOptions(progress=False))
     assert not (out / "manifest.json").exists() and not (out / "README.md").exists()
     assert not list((out / "_progress").glob("part-*.json")), "the partition must not be committed"
     assert sorted(p.name for p in (out / "data").iterdir()) == [".parts"]  # nothing a glob of data/ would load
@@ -509,7 +509,7 @@ def test_interrupted_output_never_looks_finished(kit, tmp_path, monkeypatch):
     assert not [n for n in data if "-of-" in n], data  # never a final shard name
     # a rerun with --resume redoes the partition and ends with balanced books
     monkeypatch.undo()
-    convert(job, RunOptions(progress=False, resume=True), echo=lambda _: None)
+    convert(job, RunOptions(progress=False, resume=True))
     kit.check_accounting(out)
     assert not [p for p in (out / "data").iterdir() if p.name.startswith(".")]
 
