@@ -3,6 +3,10 @@
 This is the only function an engine runs remotely.  It is deterministic (records depend on the job and
 the partition, never on the worker or the clock), writes shards under temporary names, and writes the
 commit marker last, so a partition is either committed with all its files or redone on ``--resume``.
+
+Samples a writer can render as Arrow columns (``Writer.batchable``) wait in a batch and are rendered
+together (``writers/batch.py``); everything else, and any sample the columnar path refuses, is rendered
+per record.  The order of records and rejects is the input order either way.
 """
 
 from __future__ import annotations
