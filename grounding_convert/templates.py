@@ -17,14 +17,10 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from .errors import InputFileError, UsageError
-
-if TYPE_CHECKING:  # the writers' base imports this module
-    from .writers.base import RecordRandom
 
 
 def templates_dir() -> Path:
@@ -41,18 +37,11 @@ class Templates:
     def __init__(self, table: dict[str, dict[str, list[str]]], source: str):
         self.table = table
         self.source = source
-        self._pools: dict[tuple[str, str], list[str]] = {}  # (task, language) → phrasings, built on first use
 
     @classmethod
     def load(cls, name: str, override: str | None = None) -> Templates:
         path = Path(override) if override else templates_dir() / f"{name}.yaml"
         return _load_cached(str(path))
-
-    def choose(self, task: str, rng: RecordRandom, language: str = "en") -> str:
-        pool = self._pools.get((task, language))
-        if pool is None:
-            pool = self._pools[(task, language)] = self.pool(task, language)
-        return pool[rng.randrange(len(pool))]
 
     def pool(self, task: str, language: str) -> list[str]:
         """The phrasings a record of ``task`` draws from (``mixed``: every language, sorted by name)."""

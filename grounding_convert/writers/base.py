@@ -77,11 +77,7 @@ class RecordRandom:
         """An integer in ``[0, n)`` (bias below 2**-50 for the small n used here)."""
         if n <= 0:
             raise ValueError(f"empty range for randrange({n})")
-        # _next() inlined: this is the one draw almost every record makes (its template)
-        self._state = z = (self._state + 0x9E3779B97F4A7C15) & _MASK64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        return (z ^ (z >> 31)) % n
+        return self._next() % n
 
     def random(self) -> float:
         return (self._next() >> 11) * (1.0 / (1 << 53))
@@ -253,7 +249,7 @@ class Writer(ABC):
         raise ValueError(f"unknown task {task!r}")
 
     def choose_template(self, task: str, rng: RecordRandom) -> str:
-        pool = self._pools.get(task) or self.template_pool(task)
+        pool = self.template_pool(task)
         return pool[rng.randrange(len(pool))]
 
     def template_pool(self, task: str) -> list[str]:

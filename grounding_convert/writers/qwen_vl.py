@@ -25,7 +25,7 @@ Task choices (templates in ``configs/templates/qwen-vl.yaml``):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,15 +91,8 @@ class QwenVlWriter(Writer):
 
     def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         text = _clean(sample.text, sample)
-        parts: list[str] = []
-        cursor = 0
-        for region in ordered_spans(sample):
-            start, end = region.span
-            parts.append(text[cursor:start])
-            parts.append(f"<ref>{text[start:end]}</ref>{self._boxes(sample, region)}")
-            cursor = end
-        parts.append(text[cursor:])
-        return self._conversation(sample, self._prompt("grounded-caption", rng), "".join(parts))
+        reply = tagged_caption(text, ordered_spans(sample), lambda region: self._boxes(sample, region))
+        return self._conversation(sample, self._prompt("grounded-caption", rng), reply)
 
     def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         candidates = [r for r in sample.regions if r.role in ("choice", "answer")]
@@ -132,8 +125,7 @@ class QwenVlWriter(Writer):
         return "".join([box_tokens(b, w, h) for b in region.boxes])
 
     def _prompt(self, task: str, rng: RecordRandom, **values: str) -> str:
-        pool = self._pools.get(task) or self.template_pool(task)  # choose_template(), one call less per record
-        template = pool[rng.randrange(len(pool))]
+        template = self.choose_template(task, rng)
         try:
             return template.format_map(values)
         except (KeyError, IndexError, ValueError) as exc:
@@ -261,23 +253,12 @@ class QwenVlWriter(Writer):
         prompt, _ = batch.draw_pairs(self.batch_templates(task), states, batch.suffix_crcs(task, None))
         columns["user"] = batch.join(columns.pop("head"), prompt)
         spelled = tokens.to_pylist()
-        replies = [self._tagged_caption(flat.samples[s], captioned[s], flat.region_of[s], spelled) for s in rows]
+        replies = [
+            tagged_caption(flat.samples[s].text, captioned[s], lambda r, where=flat.region_of[s]: spelled[where[id(r)]])
+            for s in rows
+        ]
         columns["reply"] = pa.array(replies, pa.string())
         return [1 if regions else 0 for regions in captioned], columns
-
-    @staticmethod
-    def _tagged_caption(sample: Sample, regions: list[Region], where: dict[int, int], spelled: list[str]) -> str:
-        """render_grounded_caption's reply, with each region's boxes already spelled."""
-        text = sample.text
-        parts: list[str] = []
-        cursor = 0
-        for region in regions:
-            start, end = region.span
-            parts.append(text[cursor:start])
-            parts.append(f"<ref>{text[start:end]}</ref>{spelled[where[id(region)]]}")
-            cursor = end
-        parts.append(text[cursor:])
-        return "".join(parts)
 
     # --- parsing -----------------------------------------------------------------------------------
 
@@ -295,6 +276,19 @@ class QwenVlWriter(Writer):
         if task == "pointing":
             return _pointing(question, answer)
         return question + answer
+
+
+def tagged_caption(text: str, regions: list[Region], spell: Callable[[Region], str]) -> str:
+    """The caption with ``<ref>span</ref>`` and the region's spelled boxes at each of ``regions`` (text order)."""
+    parts: list[str] = []
+    cursor = 0
+    for region in regions:
+        start, end = region.span
+        parts.append(text[cursor:start])
+        parts.append(f"<ref>{text[start:end]}</ref>{spell(region)}")
+        cursor = end
+    parts.append(text[cursor:])
+    return "".join(parts)
 
 
 def _pointing(question: list[Decoded], answer: list[Decoded]) -> list[Decoded]:
