@@ -24,7 +24,6 @@ import math
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from math import isfinite
 from pathlib import Path
 from typing import Any, Literal
 
@@ -424,24 +423,36 @@ def _regions(
     dropped = len(chunks) - len(kept)
     if not kept:
         return [], dropped, 0
-    regions: dict[tuple[int, int], Region] = {}
+    pixels = []
     clipped = 0
     for index, start, end, score, norm in kept:
         pixel, was_clipped = boxes.denormalize_clipped(norm, width, height)
         clipped += was_clipped
         if boxes.is_empty(pixel):
             raise RecordError("empty-box", f"{field}[{index}] box {norm!r} has no area inside the image")
+        pixels.append((start, end, pixel, score))
+    return _merge_spans(caption, pixels), dropped, clipped
+
+
+def _merge_spans(caption: str, chunks: list[tuple[int, int, list[float], float]]) -> list[Region]:
+    """Kept chunks (start, end, pixel box, score) → one region per span, in span order.
+
+    A span's boxes stay in chunk order; its score is the best of its chunks (never -0.0).
+    """
+    regions: dict[tuple[int, int], Region] = {}
+    in_order = True  # spans first seen in increasing order (the usual case) need no sort
+    last = (-1, -1)
+    for start, end, pixel, score in chunks:
         span = (start, end)
         region = regions.get(span)
         if region is None:
             regions[span] = Region(caption[start:end], span, [pixel], score=max(score or 0.0, score))
+            in_order = in_order and span > last
+            last = span
         else:
             region.boxes.append(pixel)
             region.score = max(region.score or 0.0, score)
-    return [regions[k] for k in sorted(regions)], dropped, clipped
-
-
-_NUMBER = (int, float)
+    return list(regions.values()) if in_order else [regions[k] for k in sorted(regions)]
 
 
 def _fast_regions(
@@ -449,52 +460,28 @@ def _fast_regions(
 ) -> tuple[list[Region], int, int] | None:
     """:func:`_regions` in one pass for the common case, or None at the first thing it would have to explain.
 
-    Same chunk checks as :func:`_fast_chunk`, same order, same arithmetic; a chunk that is not plainly
-    valid, or a box left empty, hands the record to :func:`_regions` (which then finds the first problem).
+    A chunk :func:`_fast_chunk` does not take, or a box left empty, hands the record to :func:`_regions`
+    (which then finds the first problem and says why).
     """
     if type(chunk_list) is not list:
         return None
     length = len(caption)
-    regions: dict[tuple[int, int], Region] = {}
+    kept = []
     dropped = clipped = 0
-    denormalize, is_empty = boxes.denormalize_clipped, boxes.is_empty
-    for chunk in chunk_list:
-        if type(chunk) is not list or len(chunk) != 7:
+    for index, chunk in enumerate(chunk_list):
+        fast = _fast_chunk(chunk, length, index)
+        if fast is None:
             return None
-        s0, e0, x1, y1, x2, y2, score = chunk
-        if type(s0) not in _NUMBER or type(e0) not in _NUMBER or type(score) is bool:
-            return None
-        if not (isfinite(s0) and isfinite(e0)):  # NaN/inf offsets: the checked path rejects them
-            return None
-        start, end = int(s0), int(e0)
-        if start != s0 or end != e0 or not 0 <= start < end <= length:
-            return None
-        try:
-            norm = [float(x1), float(y1), float(x2), float(y2)]
-            score = float(score)
-        except (TypeError, ValueError):
-            return None
-        if not (isfinite(norm[0]) and isfinite(norm[1]) and isfinite(norm[2]) and isfinite(norm[3])):
-            return None
-        if not isfinite(score):
-            return None
+        _, start, end, score, norm = fast
         if not score >= min_score:
             dropped += 1
             continue
-        pixel, was_clipped = denormalize(norm, width, height)
-        if is_empty(pixel):
+        pixel, was_clipped = boxes.denormalize_clipped(norm, width, height)
+        if boxes.is_empty(pixel):
             return None
         clipped += was_clipped
-        span = (start, end)
-        region = regions.get(span)
-        if region is None:  # score: max(score or 0.0, score) of _regions, i.e. -0.0 becomes 0.0
-            regions[span] = Region(caption[start:end], span, [pixel], None, score if score else 0.0)
-        else:
-            region.boxes.append(pixel)
-            region.score = max(region.score or 0.0, score)
-    if len(regions) < 2:
-        return list(regions.values()), dropped, clipped
-    return [regions[k] for k in sorted(regions)], dropped, clipped
+        kept.append((start, end, pixel, score))
+    return _merge_spans(caption, kept), dropped, clipped
 
 
 class _LazyColumn:
@@ -565,27 +552,15 @@ def _prepared_regions(
     for row in range(n):
         if bad_rows[row]:
             continue
-        caption = captions[row]
-        regions: dict[tuple[int, int], Region] = {}
+        kept_chunks = []
         dropped = n_clipped = 0
-        last: tuple[int, int] = (-1, -1)
-        in_order = True  # spans first seen in increasing order (the usual case) need no sort
         for c in range(first[row], first[row + 1]):
             if not kept[c]:
                 dropped += 1
                 continue
             n_clipped += flags[c]
-            span = (starts[c], ends[c])
-            region = regions.get(span)
-            chunk_score = scores[c]
-            if region is None:  # score as _fast_regions keeps it: -0.0 becomes 0.0
-                regions[span] = Region(caption[span[0] : span[1]], span, [pixel_rows[c]], None, chunk_score or 0.0)
-                in_order = in_order and span > last
-                last = span
-            else:
-                region.boxes.append(pixel_rows[c])
-                region.score = max(region.score or 0.0, chunk_score)
-        found = list(regions.values()) if in_order else [regions[k] for k in sorted(regions)]
+            kept_chunks.append((starts[c], ends[c], pixel_rows[c], scores[c]))
+        found = _merge_spans(captions[row], kept_chunks)
         out[row] = (found, dropped, n_clipped)
     return out
 
