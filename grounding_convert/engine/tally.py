@@ -121,12 +121,8 @@ class Tally:
         if not written:
             return
         key = samples[written[0]].split or UNSPLIT_KEY
-        split = self.splits.get(key)
-        if split is None:
-            split = self.splits[key] = Counter()
-        tasks = self.records.get(key)
-        if tasks is None:
-            tasks = self.records[key] = Counter()
+        split = self._split(key)
+        tasks = self.records.setdefault(key, Counter())
         self.written += len(written)
         split["written"] += len(written)
         for i in written:
