@@ -17,7 +17,7 @@ positions, so the pipeline renders them one by one and they get that path's reje
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from string import Formatter
 from typing import Any
 from zlib import crc32
@@ -55,7 +55,8 @@ class FlatSamples:
     phrases: list[str]
     region_boxes: np.ndarray  # int32 offsets into boxes, len(regions) + 1
     boxes: np.ndarray  # float64 (n, 4)
-    region_of: list[dict[int, int]] = field(default_factory=list)  # per sample: id(region) → flat index
+    box_sample: np.ndarray  # int64 per box: which sample
+    region_of: list[dict[int, int]]  # per sample: id(region) → flat index
 
     @classmethod
     def collect(cls, samples: Sequence[Sample], seed: int) -> FlatSamples:
@@ -104,12 +105,9 @@ class FlatSamples:
             phrases,
             offsets,
             np.array(coords, dtype=np.float64).reshape(-1, 4),
+            np.repeat(np.array(region_sample, dtype=np.int64), counts),
             region_of,
         )
-
-    def box_sample(self) -> np.ndarray:
-        """Which sample each box belongs to."""
-        return np.repeat(self.region_sample, np.diff(self.region_boxes))
 
 
 def quantized_or_refused(flat: FlatSamples, quantizer: Any, spelled: np.ndarray) -> np.ndarray | list[int]:
@@ -120,7 +118,7 @@ def quantized_or_refused(flat: FlatSamples, quantizer: Any, spelled: np.ndarray)
     so they get that path's reject and message.
     """
     assert quantizer.rounding == "floor", "only truncating quantizers have a columnar twin so far"
-    box_sample = flat.box_sample()
+    box_sample = flat.box_sample
     finite = np.isfinite(flat.boxes).all(axis=1)
     boxes = np.where(finite[:, None], flat.boxes, 0.0)
     widths, heights = flat.widths[box_sample], flat.heights[box_sample]

@@ -219,7 +219,7 @@ class QwenVlWriter(Writer):
             arrays = [columns[name] for name in ("id", "sample_id", "task", "image", "width", "height")]
             arrays.append(batch.two_turns(columns["user"], columns["reply"], CONVERSATION_TYPE.value_type))
             records = pa.RecordBatch.from_arrays(arrays, schema=self.schema())
-        return batch.RenderedBatch(records, per_sample, flat.boxes, flat.box_sample())
+        return batch.RenderedBatch(records, per_sample, flat.boxes, flat.box_sample)
 
     def _region_block(
         self, task: str, flat: batch.FlatSamples, common: dict[str, pa.Array], tokens: pa.Array
