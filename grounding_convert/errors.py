@@ -92,6 +92,7 @@ REASONS = {
     "duplicate-id": "the same sample id was produced twice",
     "bad-text": "text is not valid UTF-8 or is empty",
     "missing-image": "the image is needed but cannot be found",
+    "unsafe-path": "a file name from the input would reach outside the image root or output folder",
     "bad-record": "the record cannot be parsed",
     "render-failed": "the writer cannot spell this sample",
 }

@@ -1,0 +1,94 @@
+"""One resolver for every path that comes out of input data (an image ``file_name``, a tar member name).
+
+Annotation files are written by strangers.  A name such as ``../../etc/hostname`` or ``/root/.ssh/id_rsa``
+must never make the tool read (and then embed, copy or draw) a file outside the image root, nor write
+outside the output folder.  Every feature that turns a data string into a path calls :func:`resolve_under`
+(or :func:`safe_relative` where the root is not local); none joins paths on its own.
+
+A refused name raises :class:`UnsafePath`, a :class:`~grounding_convert.errors.RecordError` with reason
+``unsafe-path``, so the record becomes a counted reject naming the offending string (never the content
+of any file).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from pathlib import Path, PurePosixPath
+
+from .errors import RecordError
+
+UNSAFE_PATH = "unsafe-path"
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class UnsafePath(RecordError):
+    """A data-derived path that would reach outside its root (or is not a path at all)."""
+
+    def __init__(self, name: object, why: str):
+        self.name = name
+        self.why = why
+        super().__init__(UNSAFE_PATH, f"path {name!r} from the input data {why}; refused", raw=repr(name))
+
+    def __reduce__(self):
+        return (type(self), (self.name, self.why))
+
+
+def safe_relative(name: object) -> PurePosixPath:
+    """``name`` as a normalized relative POSIX path that cannot climb out of whatever root it is joined to.
+
+    Backslashes count as separators (``..\\..\\x`` is the Windows spelling of a climb).  Refused: non-strings,
+    empty names, NUL bytes, absolute paths, drive letters, URLs, and ``..`` segments that climb above the
+    root after normalization (``a/../b`` is fine, ``a/../../b`` is not).
+    """
+    if not isinstance(name, str):
+        raise UnsafePath(name, "is not a string")
+    if "\x00" in name:
+        raise UnsafePath(name, "holds a NUL byte")
+    text = name.replace("\\", "/")
+    if not text.strip():
+        raise UnsafePath(name, "is empty")
+    if text.startswith("/") or _DRIVE.match(text):
+        raise UnsafePath(name, "is absolute")
+    if "://" in text:
+        raise UnsafePath(name, "is a URL")
+    parts: list[str] = []
+    for part in text.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise UnsafePath(name, "climbs above its root with '..'")
+            parts.pop()
+            continue
+        parts.append(part)
+    if not parts:
+        raise UnsafePath(name, "names the root itself")
+    return PurePosixPath(*parts)
+
+
+def resolve_under(root: str | os.PathLike[str], name: object) -> Path:
+    """The local file ``root/name``, refused unless it stays inside ``root`` once symlinks are resolved.
+
+    The file need not exist (the caller reports a missing one as ``missing-image``); a symlink anywhere
+    on the way that points outside the root is refused like ``..``.
+    """
+    rel = safe_relative(name)
+    base = Path(os.path.realpath(root))
+    target = Path(os.path.realpath(base.joinpath(*rel.parts)))
+    if target != base and base not in target.parents:
+        raise UnsafePath(name, "resolves (through a symlink) outside its root")
+    return target
+
+
+def join_under(root: str, name: object) -> str:
+    """``root/name`` for a root that may be an fsspec URL: the path component gets the same rule.
+
+    Local roots go through :func:`resolve_under` (symlinks resolved); remote roots cannot hold symlinks
+    that we could follow, so the normalized relative name is joined to them.
+    """
+    if "://" in str(root) and not str(root).startswith("file://"):
+        return posixpath.join(str(root).rstrip("/"), safe_relative(name).as_posix())
+    local = str(root)[len("file://") :] if str(root).startswith("file://") else str(root)
+    return str(resolve_under(local, name))

@@ -1,0 +1,73 @@
+"""The one resolver for data-derived paths: nothing climbs out of its root."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from grounding_convert.errors import RecordError
+from grounding_convert.safe_paths import UnsafePath, join_under, resolve_under, safe_relative
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../../../../../../../../../../../etc/hostname",
+        "/etc/hostname",
+        "a/../../x",
+        "..\\..\\x",
+        "C:\\Windows\\win.ini",
+        "c:x",
+        "ok\x00.jpg",
+        "",
+        ".",
+        "a/..",
+        "http://example.invalid/x.jpg",
+        None,
+        17,
+    ],
+)
+def test_hostile_names_are_refused(tmp_path, name):
+    with pytest.raises(UnsafePath) as info:
+        resolve_under(tmp_path, name)
+    assert isinstance(info.value, RecordError)
+    assert info.value.reason == "unsafe-path"
+    assert repr(name) in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("a.jpg", "a.jpg"), ("x/./y.jpg", "x/y.jpg"), ("x/../y.jpg", "y.jpg"), ("x\\y.jpg", "x/y.jpg"), ("x//y", "x/y")],
+)
+def test_plain_names_normalize(name, expected):
+    assert safe_relative(name).as_posix() == expected
+
+
+def test_symlink_out_of_root_is_refused(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "secret.txt"
+    root.mkdir()
+    outside.write_text("secret")
+    os.symlink(outside, root / "img.jpg")
+    os.symlink(tmp_path, root / "up")
+    (root / "fine.jpg").write_bytes(b"x")
+    with pytest.raises(UnsafePath):
+        resolve_under(root, "img.jpg")
+    with pytest.raises(UnsafePath):
+        resolve_under(root, "up/secret.txt")
+    assert resolve_under(root, "fine.jpg") == (root / "fine.jpg").resolve()
+    assert resolve_under(root, "missing/not-yet.jpg").parent.name == "missing"
+
+
+def test_remote_roots_get_the_same_rule():
+    assert join_under("s3://bucket/images/", "a/b.jpg") == "s3://bucket/images/a/b.jpg"
+    with pytest.raises(UnsafePath):
+        join_under("s3://bucket/images", "../other/b.jpg")
+
+
+def test_unsafe_path_survives_pickling():
+    import pickle
+
+    err = UnsafePath("../x", "climbs")
+    again = pickle.loads(pickle.dumps(err))
+    assert again.reason == "unsafe-path" and again.message == err.message
