@@ -92,3 +92,42 @@ def join_under(root: str, name: object) -> str:
         return posixpath.join(str(root).rstrip("/"), safe_relative(name).as_posix())
     local = str(root)[len("file://") :] if str(root).startswith("file://") else str(root)
     return str(resolve_under(local, name))
+
+
+def create_under(dest: str | os.PathLike[str], name: object) -> Path:
+    """A new path ``dest/name`` to write a file named from data (export, ``--extract-images``).
+
+    Refused like :func:`resolve_under`, and also when the path already exists, or when any folder on the
+    way is a symlink (one planted in the destination must not redirect the write).  Parent folders are
+    created.  Open the result with :func:`open_new` so the final component is created exclusively.
+    """
+    rel = safe_relative(name)
+    base = Path(os.path.realpath(dest))
+    target = base.joinpath(*rel.parts)
+    folder = base
+    for part in rel.parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink():
+            raise UnsafePath(name, "passes through a symlink in the destination")
+        folder.mkdir(exist_ok=True)
+    if os.path.lexists(target):
+        raise UnsafePath(name, "names a file that already exists in the destination")
+    return target
+
+
+def open_new(path: str | os.PathLike[str]) -> int:
+    """A file descriptor for a file that must not exist yet, never following a symlink (O_EXCL|O_NOFOLLOW)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    return os.open(path, flags, 0o644)
+
+
+def write_new_under(dest: str | os.PathLike[str], name: object, data: bytes) -> Path:
+    """Write ``data`` to the new file ``dest/name`` (see :func:`create_under`); returns its path."""
+    target = create_under(dest, name)
+    try:
+        fd = open_new(target)
+    except FileExistsError as exc:
+        raise UnsafePath(name, "names a file that already exists in the destination") from exc
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return target

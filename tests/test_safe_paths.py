@@ -71,3 +71,26 @@ def test_unsafe_path_survives_pickling():
     err = UnsafePath("../x", "climbs")
     again = pickle.loads(pickle.dumps(err))
     assert again.reason == "unsafe-path" and again.message == err.message
+
+
+def test_writes_named_from_data_stay_new_and_inside(tmp_path):
+    from grounding_convert.safe_paths import write_new_under
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    written = write_new_under(dest, "a/b.jpg", b"data")
+    assert written.read_bytes() == b"data"
+    with pytest.raises(UnsafePath):  # never overwrites
+        write_new_under(dest, "a/b.jpg", b"other")
+    assert written.read_bytes() == b"data"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, dest / "planted")
+    with pytest.raises(UnsafePath):  # never follows a planted folder symlink
+        write_new_under(dest, "planted/x.jpg", b"x")
+    os.symlink(outside / "target.jpg", dest / "link.jpg")
+    with pytest.raises(UnsafePath):  # nor a planted file symlink
+        write_new_under(dest, "link.jpg", b"x")
+    with pytest.raises(UnsafePath):
+        write_new_under(dest, "../escape.jpg", b"x")
+    assert list(outside.iterdir()) == []
