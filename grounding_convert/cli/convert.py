@@ -61,7 +61,9 @@ def convert_command(
     input: Annotated[str, Opt("--input", "-i", help="Dataset folder or file as published (or an fsspec URL).")],
     output: Annotated[str, Opt("--output", "-o", help="Output directory (or fsspec URL).")],
     from_: FromReader = None,
-    format: Annotated[str, Opt("--format", help=f"Shard format: {', '.join(FORMATS)} (tsv: ofa only).")] = "parquet",
+    format: Annotated[
+        str, Opt("--format", help=f"Shard format: {', '.join(FORMATS)} (json: one array per shard; tsv: ofa only).")
+    ] = "parquet",
     tasks: Annotated[
         str | None, Opt(help="Comma list of rec, reg, grounded-caption, pointing (default: all the writer has).")
     ] = None,
@@ -90,7 +92,10 @@ def convert_command(
     image_prefix: Annotated[str | None, Opt(help="Root or URL written in front of image paths in records.")] = None,
     template_file: Annotated[str | None, Opt(help="Your own template YAML for the writer.")] = None,
     language: Annotated[str | None, Opt(help="Template language: en, zh or mixed.")] = None,
-    embed_images: Annotated[bool, Opt(help="OFA tsv: embed base64 image bytes from --image-root.")] = False,
+    embed_images: Annotated[bool, Opt(help="Kept for old scripts: --format tsv always embeds the images.")] = False,
+    turns: Annotated[
+        int, Opt(help="qwen-vl, cogvlm: pack up to N records of one image and task into one conversation.")
+    ] = 1,
     reader_option: ReaderOption = None,
     writer_option: Annotated[
         list[str] | None, Opt("--writer-option", "-W", help="Any writer option KEY=VALUE.")
@@ -125,6 +130,8 @@ def convert_command(
             strict=strict,
             max_rejects=max_rejects,
             limit=limit,
+            turns=turns,
+            image_root=image_root if format == "tsv" else None,
         )
         typer.echo(
             f"{job.reader} → {job.writer} [{', '.join(job.tasks)}] as {job.format}: {input} → {output}", err=True

@@ -29,7 +29,7 @@ def sample_data_dir() -> Path:
 def demo_command(
     output: Annotated[Path, typer.Option(help="Folder for one output per writer.")] = Path("grounding-convert-demo"),
     input: Annotated[str | None, typer.Option(help="Flickr30K Entities folder (default: the bundled sample).")] = None,
-    format: Annotated[str, typer.Option(help="parquet or jsonl.")] = "jsonl",
+    format: Annotated[str, typer.Option(help="parquet, jsonl or json.")] = "jsonl",
     overwrite: Annotated[bool, typer.Option(help="Replace earlier demo outputs.")] = True,
 ) -> None:
     """Convert the bundled Flickr30K Entities sample with every writer, validate, and show a record of each."""

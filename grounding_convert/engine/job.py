@@ -37,6 +37,8 @@ class Job:
     strict: bool = False
     max_rejects: str | None = None
     limit: int | None = None
+    turns: int = 1  # conversation writers: up to this many records of one image and task in one conversation
+    image_root: str | None = None  # image files for containers that embed them (OFA's TSV)
 
     def identity(self) -> dict[str, Any]:
         """The options that shape the output bytes (not workers, engine, resume or the output path)."""

@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 
 from ..errors import Filtered, GroundingConvertError, Note, ReaderCrash, RecordError, Reject, StrictStop
+from ..output.containers import Container, container_for
+from ..output.packing import Packer, packed_schema
 from ..output.shards import PARTS_DIR, ShardSink
 from ..output.storage import Store, tmp_name
 from ..readers.base import Partition
@@ -94,11 +96,11 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
     reader, writer = job.build()
     store = Store(job.output)
     store.makedirs(PARTS_DIR)
-    schema = writer.schema()
-    tsv_row = getattr(writer, "tsv_row", None)
+    schema = writer.schema() if job.turns == 1 else packed_schema(writer.schema())
+    container = container_for(job.format, job.image_root)
     max_rejects, _ = parse_max_rejects(job.max_rejects)
     tally = Tally()
-    sinks: dict[str, ShardSink] = {}
+    sinks: dict[tuple[str, str], ShardSink] = {}
     rejects = _Rejects(store, partition.index)
 
     def reject(item: Reject) -> None:
@@ -112,7 +114,7 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
                 f"--max-rejects {job.max_rejects} exceeded in {partition.source}; last: {where}: {item.message}"
             )
 
-    convert = _Converter(job, writer, partition, tally, sinks, reject, schema, store, tsv_row)
+    convert = _Converter(job, writer, partition, tally, sinks, reject, schema, store, container)
     convert.check_text = not reader.valid_unicode(partition)
     try:
         for item in reader.read(partition):
@@ -136,7 +138,8 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
                 continue
             raise TypeError(f"reader {type(reader).__name__} yielded a {type(item).__name__}")
         convert.flush()
-        shards = [info.to_dict() for split in sorted(sinks) for info in sinks[split].close()]
+        convert.close_packs()
+        shards = [info.to_dict() for key in sorted(sinks) for info in sinks[key].close()]
         rejects_file = rejects.close()
     except BaseException:
         for sink in sinks.values():
@@ -162,17 +165,19 @@ class _Converter:
     not once per sample: this runs for every input record.
     """
 
-    def __init__(self, job, writer, partition, tally, sinks, reject, schema, store, tsv_row) -> None:
+    def __init__(self, job, writer, partition, tally, sinks, reject, schema, store, container: Container) -> None:
         self.job, self.writer, self.partition, self.tally, self.sinks = job, writer, partition, tally, sinks
-        self.reject, self.schema, self.store, self.tsv_row = reject, schema, store, tsv_row
+        self.reject, self.schema, self.store, self.container = reject, schema, store, container
         self.tasks, self.seed, self.wanted = job.tasks, job.seed, job.reader_options.get("split")
         self.seen: set[str] = set()
         self.check_text = True  # off when the reader vouches for its strings (Reader.valid_unicode)
         # the writer's columnar path (writers/batch.py), for Parquet output when its templates allow it
         self.batchable = None
-        if job.format == "parquet" and writer.batch_ready(self.tasks):
+        if container.columnar and job.turns == 1 and writer.batch_ready(self.tasks):
             self.batchable = writer.batchable
         self.pending: list[Sample] = []
+        # --turns N: records go through the packer, which hands finished conversations to the sinks
+        self.packer = None if job.turns == 1 else Packer(writer.conversation, job.turns, self._add_packed)
 
     def __call__(self, sample: Sample) -> None:
         tally = self.tally
@@ -253,13 +258,40 @@ class _Converter:
         if not per_task:
             tally.count_filtered(sample.split, "no-task-applies")
             return
-        add_many, examples = self.sink(sample.split).add_many, tally.examples
+        try:
+            self.container.check(sample)  # OFA's TSV: the image must be readable
+        except RecordError as exc:
+            self.reject(
+                Reject(exc.reason, exc.message, self.partition.source, sample.id, raw=exc.raw, split=sample.split)
+            )
+            return
+        examples = tally.examples
         for task, records in rendered:
             if records:
                 if task not in examples:
                     examples[task] = records[0]
-                add_many(records)
+                self.emit(sample.split or UNSPLIT, records)
         tally.count_written(sample, per_task)
+
+    def emit(self, split: str, records: list[dict[str, Any]]) -> None:
+        """Records to their shards: through the packer (``--turns``), per file group, or all at once."""
+        if self.packer is not None:
+            self.packer.add(split, records)
+        elif self.container.grouped:
+            for record in records:
+                self.sink(split, self.container.group(record)).add(record)
+        else:
+            self.sink(split, "").add_many(records)
+
+    def _add_packed(self, split: str, record: dict[str, Any]) -> None:
+        self.sink(split, self.container.group(record)).add(record)
+
+    def close_packs(self) -> None:
+        """The conversations still open at the end of the partition (``--turns``)."""
+        if self.packer is not None:
+            self.packer.close()
+            if self.packer.packed:
+                self.tally.notes["packed-conversations"] += self.packer.packed
 
     def flush(self) -> None:
         """Render the samples waiting for a batch, in order (refused ones one by one, for their reject)."""
@@ -304,23 +336,23 @@ class _Converter:
                         examples[task] = result.batch.slice(row, 1).to_pylist()[0]
                     row += count
         tally.count_written_many(samples, result.per_sample, result.boxes, result.box_sample)
-        self.sink(samples[0].split).add_batch(result.batch)
+        self.sink(samples[0].split, "").add_batch(result.batch)
 
-    def sink(self, split: str | None) -> ShardSink:
-        """The shard sink of a split (opened on its first record)."""
+    def sink(self, split: str | None, group: str) -> ShardSink:
+        """The shard sink of a split and container file group (opened on its first record)."""
         name = split or UNSPLIT
-        sink = self.sinks.get(name)
+        sink = self.sinks.get((name, group))
         if sink is None:
             job = self.job
-            sink = self.sinks[name] = ShardSink(
+            sink = self.sinks[name, group] = ShardSink(
                 self.store,
                 name,
                 self.partition.index,
-                job.format,
+                self.container,
                 self.schema,
                 job.max_records_per_shard,
                 job.max_shard_bytes,
-                self.tsv_row,
+                group,
             )
         return sink
 

@@ -18,7 +18,9 @@ import fsspec
 from tqdm import tqdm
 
 from ..errors import InputFileError, StrictStop, UsageError
+from ..output.containers import check_format
 from ..output.finalize import Finalized, finalize
+from ..output.packing import check_turns
 from ..output.shards import PARTS_DIR
 from ..output.storage import Store
 from ..plugins import detect_reader, get_reader, get_writer
@@ -73,11 +75,13 @@ def make_job(
     chosen = tuple(tasks) if tasks else tuple(writer_cls.tasks)
     check_tasks(writer_cls, chosen)
     fmt = kwargs.get("format", "parquet")
-    if fmt not in writer_cls.formats:
-        raise UsageError(f"writer {writer!r} writes {', '.join(writer_cls.formats)}, not {fmt!r}")
+    check_format(fmt, writer_cls.formats, writer, kwargs.get("image_root"))
+    check_turns(kwargs.get("turns", 1), writer_cls)
     parse_max_rejects(kwargs.get("max_rejects"))
     kwargs["reader_options"] = _typed(get_reader(reader_name).Options, kwargs.get("reader_options") or {}, reader_name)
     kwargs["writer_options"] = _typed(writer_cls.Options, kwargs.get("writer_options") or {}, writer)
+    if fmt == "tsv" and kwargs["writer_options"].get("image_prefix"):
+        raise UsageError("--image-prefix does not apply to --format tsv (its image column holds the image bytes)")
     return Job(input=input, reader=reader_name, writer=writer, output=output, tasks=chosen, **kwargs)
 
 

@@ -16,7 +16,7 @@ import yaml
 from .. import __version__
 from ..engine.tally import AREA_BUCKETS, REGION_BUCKETS, WORD_BUCKETS, Tally, bucket
 
-LOADERS = {"parquet": "parquet", "jsonl": "json"}
+LOADERS = {"parquet": "parquet", "jsonl": "json", "json": "json"}
 
 # Where each source dataset comes from and under which terms (SOURCES.md); cite the originals.
 SOURCES = {
@@ -143,7 +143,7 @@ def _example_json(record: dict[str, Any], limit: int = 300) -> str:
 def _how_to_load(fmt: str, splits: list[str]) -> list[str]:
     if fmt in LOADERS:
         first = splits[0] if splits else "train"
-        return [
+        lines = [
             "```python",
             "from datasets import load_dataset",
             "",
@@ -151,11 +151,20 @@ def _how_to_load(fmt: str, splits: list[str]) -> list[str]:
             f"print(ds['{first}'][0])",
             "```",
         ]
+        if fmt == "json":
+            lines += [
+                "",
+                "Each shard is one JSON array, as trainers that `json.load` their data file expect (Qwen-VL "
+                f"`finetune.py --data_path data/{first}-00000-of-00001.json`).",
+            ]
+        return lines
     return [
-        "OFA-style TSV (no header; columns uniq_id, image_id, text, region_coord, image):",
+        "OFA's own TSV, one file set per task (`data/rec-<split>-…tsv`, `data/reg-…`, `data/grounded-caption-…`), "
+        "no header. REC and REG rows: uniq_id, image_id, text, region_coord, base64 image (OFA "
+        "`run_scripts/refcoco/train_refcoco.sh` reads them with `selected_cols=0,4,2,3`); grounded-caption rows: "
+        "uniq_id, image_id, caption, (unused), base64 image (`run_scripts/caption/*.sh`: `selected_cols=0,4,2`).",
         "",
-        "```python",
-        "import csv",
-        "rows = csv.reader(open('data/<shard>.tsv'), delimiter='\\t')",
+        "```bash",
+        "data=out/data/rec-train-00000-of-00001.tsv,out/data/rec-validation-00000-of-00001.tsv",
         "```",
     ]

@@ -1,4 +1,5 @@
-"""Finalize an output directory: name shards ``{split}-{i:05d}-of-{n:05d}``, write manifest and card.
+"""Finalize an output directory: name shards ``{split}-{i:05d}-of-{n:05d}`` (``{group}-{split}-…`` for a
+container's file groups, e.g. OFA's ``rec-train-00000-of-00001.tsv``), write manifest and card.
 
 Runs at the end of a normal ``convert``, or on its own (``grounding-convert finalize OUT``) after the
 slices of a SLURM array have all committed their partitions.  It is idempotent: it can be run again
@@ -16,7 +17,7 @@ from ..engine.pipeline import marker_name
 from ..engine.tally import Tally
 from ..errors import UsageError
 from .card import render_card
-from .shards import EXTENSIONS, PARTS_DIR
+from .shards import EXTENSIONS, PARTS_DIR, shard_stem
 from .storage import Store
 
 MANIFEST = "manifest.json"
@@ -46,17 +47,17 @@ def finalize(store: Store) -> Finalized:
         )
     results = [store.read_json(marker_name(i)) for i in indices]
     tally = Tally()
-    by_split: dict[str, list[dict[str, Any]]] = {}
+    by_stem: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         tally.merge(Tally.from_dict(result["tally"]))
         for shard in result["shards"]:
-            by_split.setdefault(shard["split"], []).append(shard)
+            by_stem.setdefault(shard_stem(shard["split"], shard.get("group", "")), []).append(shard)
     ext = EXTENSIONS[job["identity"]["format"]]
     final_shards: list[dict[str, Any]] = []
-    for split in sorted(by_split):
-        shards = by_split[split]
+    for stem in sorted(by_stem):
+        shards = by_stem[stem]
         for i, shard in enumerate(shards):
-            target = f"data/{split}-{i:05d}-of-{len(shards):05d}.{ext}"
+            target = f"data/{stem}-{i:05d}-of-{len(shards):05d}.{ext}"
             if store.exists(shard["file"]):
                 store.rename(shard["file"], target)
             elif not store.exists(target):

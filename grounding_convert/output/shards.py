@@ -1,24 +1,24 @@
-"""Shard files: one writer's records for one split of one partition, rotated by size or count.
+"""Shard files: one writer's records for one split (and file group) of one partition, rotated by size or count.
 
-Each shard is written under a hidden temporary name and renamed when complete, so an interrupted run
+The bytes of a record come from its container (``containers.py``); this module names, rotates and commits
+the files.  Each shard is written under a hidden temporary name and renamed when complete, so an interrupted run
 never leaves a file that looks finished.  Parquet row groups have a fixed number of rows, so the bytes
 depend only on the records (never on timing or worker count).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .containers import EXTENSIONS, FORMATS, Container, container_for
 from .storage import Store, tmp_name
 
-FORMATS = ("parquet", "jsonl", "tsv")
-EXTENSIONS = {"parquet": "parquet", "jsonl": "jsonl", "tsv": "tsv"}
+__all__ = ["EXTENSIONS", "FORMATS", "PARTS_DIR", "ShardInfo", "ShardSink", "partition_shard_name", "shard_stem"]
+
 ROW_GROUP = 2000
 # Training records are read whole, never filtered by column value, so min/max statistics buy nothing; and
 # on record text (ids, prompts, answers: nearly all distinct) dictionary pages are built and then thrown
@@ -33,42 +33,53 @@ class ShardInfo:
     records: int
     bytes: int
     sha256: str
+    group: str = ""  # the container's file set within the split (OFA TSV: the task); "" = the split's files
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.group:
+            del d["group"]  # manifests of one-set containers stay as they were
+        return d
 
 
 PARTS_DIR = "data/.parts"
 
 
-def partition_shard_name(split: str, partition: int, part: int, fmt: str) -> str:
-    """Name until finalize renames it to ``data/{split}-{i:05d}-of-{n:05d}``.
+def shard_stem(split: str, group: str = "") -> str:
+    """``train``, or ``rec-train`` for a container's file group: the final name is ``data/{stem}-00000-of-…``."""
+    return f"{group}-{split}" if group else split
+
+
+def partition_shard_name(split: str, partition: int, part: int, fmt: str, group: str = "") -> str:
+    """Name until finalize renames it to ``data/{stem}-{i:05d}-of-{n:05d}``.
 
     The folder is hidden, so nothing that globs ``data/{split}-*`` (``load_dataset``, the Hub) sees the
     shards of an unfinished run.
     """
-    return f"{PARTS_DIR}/{split}-p{partition:05d}-{part:04d}.{EXTENSIONS[fmt]}"
+    return f"{PARTS_DIR}/{shard_stem(split, group)}-p{partition:05d}-{part:04d}.{EXTENSIONS[fmt]}"
 
 
 class ShardSink:
-    """Accepts records one by one and writes them into ``data/`` shards for one (partition, split)."""
+    """Accepts records one by one and writes them into ``data/`` shards for one (partition, split, group)."""
 
     def __init__(
         self,
         store: Store,
         split: str,
         partition: int,
-        fmt: str,
+        container: Container | str,
         schema: pa.Schema,
         max_records: int,
         max_bytes: int,
-        tsv_row: Callable[[dict[str, Any]], list[str]] | None = None,
+        group: str = "",
     ):
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}")
-        self.store, self.split, self.partition, self.fmt, self.schema = store, split, partition, fmt, schema
-        self.max_records, self.max_bytes = max_records, max_bytes
-        self.tsv_row = tsv_row
+        if isinstance(container, str):
+            if container not in FORMATS:
+                raise ValueError(f"unknown format {container!r}")
+            container = container_for(container, image_root=".")
+        self.container = container
+        self.store, self.split, self.partition, self.fmt, self.schema = store, split, partition, container.name, schema
+        self.max_records, self.max_bytes, self.group = max_records, max_bytes, group
         self.finished: list[ShardInfo] = []
         self._part = 0
         self._fh: IO[bytes] | None = None
@@ -93,11 +104,9 @@ class ShardSink:
             if self._pending >= ROW_GROUP:
                 self._flush_parquet()
         else:
-            if self.fmt == "jsonl":
-                data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-            else:
-                assert self.tsv_row is not None, "tsv needs the writer's tsv_row"
-                data = ("\t".join(self.tsv_row(record)) + "\n").encode()
+            data = self.container.encode(record)
+            if self._records > 1:
+                data = self.container.between + data
             self._fh.write(data)
             self._pos += len(data)
         # _pos is the file position (only _open, flushes and the writes above move it): no tell() per record
@@ -118,7 +127,7 @@ class ShardSink:
     def add_batch(self, batch: pa.RecordBatch) -> None:
         """Records already in Arrow form (a writer's columnar path): row groups and shards end where
         :meth:`add` of the same records one by one would end them."""
-        if self.fmt != "parquet":
+        if not self.container.columnar:
             self.add_many(batch.to_pylist())
             return
         start, total = 0, batch.num_rows
@@ -153,10 +162,12 @@ class ShardSink:
                 self._fh = self._pq = None
 
     def _open(self) -> None:
-        self._name = partition_shard_name(self.split, self.partition, self._part, self.fmt)
+        self._name = partition_shard_name(self.split, self.partition, self._part, self.fmt, self.group)
         self._fh = self.store.open(tmp_name(self._name), "wb")
-        if self.fmt == "parquet":
+        if self.container.columnar:
             self._pq = pq.ParquetWriter(self._fh, self.schema, **PARQUET_OPTIONS)
+        elif self.container.start:
+            self._fh.write(self.container.start)
         self._pos = self._fh.tell()
 
     def _close_buffer(self) -> None:
@@ -177,10 +188,12 @@ class ShardSink:
             self._pos = self._fh.tell()
 
     def _close_current(self) -> None:
-        if self.fmt == "parquet":
+        if self.container.columnar:
             self._flush_parquet()
             self._pq.close()
             self._pq = None
+        elif self.container.end:
+            self._fh.write(self.container.end)
         self._fh.close()
         self._fh = None
         self.store.rename(tmp_name(self._name), self._name)
@@ -191,6 +204,7 @@ class ShardSink:
                 records=self._records,
                 bytes=self.store.size(self._name),
                 sha256=self.store.sha256(self._name),
+                group=self.group,
             )
         )
         self._records = 0

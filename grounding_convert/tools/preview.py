@@ -29,7 +29,7 @@ from ..output.storage import Store
 from ..plugins import get_writer
 from ..schema import Box
 from ..writers.base import COMMON_FIELDS, Decoded, Writer
-from .validate import iter_records
+from .validate import iter_records, unpacked
 
 #: distinct, saturated outline colours (one per phrase of a record, cycling)
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -133,13 +133,14 @@ def render_preview(
         raise UsageError(f"{output_dir} has no {MANIFEST}: not a finished grounding-convert output")
     manifest = store.read_json(MANIFEST)
     job = manifest["job"]
-    if job["format"] not in ("parquet", "jsonl"):
-        raise UsageError(f"preview reads parquet or jsonl outputs, not {job['format']} (it has no image sizes)")
+    if job["format"] not in ("parquet", "jsonl", "json"):
+        raise UsageError(f"preview reads parquet, jsonl or json outputs, not {job['format']} (it has no image sizes)")
     writer_options = dict(job.get("writer_options", {}))
     writer = get_writer(job["writer"]).from_mapping(writer_options)
     if task is not None and task not in writer.tasks:
         raise UsageError(f"writer {writer.name!r} has no task {task!r} (it has: {', '.join(writer.tasks)})")
-    records = (r for _, r in iter_records(store, manifest["shards"], job["format"]))
+    shards = iter_records(store, manifest["shards"], job["format"])
+    records = (r for _, r in unpacked(shards, writer, int(job.get("turns", 1))))
     chosen = _choose((r for r in records if task is None or _task(r) == task), n, seed)
     prefix = writer_options.get("image_prefix")
     result = PreviewResult(str(out), fmt, writer.name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import pyarrow.parquet as pq
@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from ..boxes import max_abs_error
 from ..errors import RecordError, UsageError
 from ..output.finalize import MANIFEST
+from ..output.packing import TURN_IDS, unpack
 from ..output.storage import Store
 from ..plugins import get_reader, get_writer
 from ..schema import Box, Sample
@@ -57,8 +58,40 @@ def iter_records(store: Store, shards: list[dict[str, Any]], fmt: str) -> Iterat
                 for line in fh:
                     if line.strip():
                         yield shard["file"], orjson.loads(line)
+            elif fmt == "json":
+                for record in json_array_records(fh, shard["file"]):
+                    yield shard["file"], record
             else:
-                raise UsageError("validate reads parquet or jsonl outputs (tsv has no image sizes to decode with)")
+                raise UsageError("validate reads parquet, jsonl or json outputs (tsv has no image sizes to decode)")
+
+
+def json_array_records(fh: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
+    """The records of a ``--format json`` shard, streaming: the container writes ``[``, one record per line
+    (``,`` between them) and ``]`` (``output/containers.py``), so each line parses on its own."""
+    lines = iter(fh)
+    if next(lines, b"").strip() != b"[":
+        raise UsageError(f"{name} does not start with '[' on a line of its own: not a grounding-convert json shard")
+    for line in lines:
+        line = line.strip()
+        if line == b"]":
+            return
+        yield orjson.loads(line[:-1] if line.endswith(b",") else line)
+    raise UsageError(f"{name} ends before its closing ']'")
+
+
+def unpacked(records: Iterator[tuple[str, dict[str, Any]]], writer: Writer, turns: int):
+    """(shard, record) with packed conversations (``--turns``) split back into their records."""
+    if turns == 1:
+        yield from records
+        return
+    for shard, record in records:
+        try:
+            parts = unpack(record, writer.conversation)
+        except RecordError:
+            yield shard, record  # the caller reports what is wrong with it
+            continue
+        for part in parts:
+            yield shard, part
 
 
 def index_source(source: str, reader_name: str, reader_options: dict[str, Any]) -> dict[str, Sample]:
@@ -93,16 +126,18 @@ def validate(
     manifest = store.read_json(MANIFEST)
     job = manifest["job"]
     writer: Writer = get_writer(job["writer"]).from_mapping(dict(job.get("writer_options", {})))
-    schema_names = writer.schema().names
+    turns = int(job.get("turns", 1))
+    schema_names = writer.schema().names + ([TURN_IDS] if turns > 1 else [])
     if source is not None:
         samples = index_source(source, reader or job["reader"], reader_options or dict(job.get("reader_options", {})))
     else:
         samples = None
     report = Report(shards=len(manifest["shards"]))
-    for shard_file, record in iter_records(store, manifest["shards"], job["format"]):
+    names = set(schema_names) - {TURN_IDS}
+    for shard_file, record in unpacked(iter_records(store, manifest["shards"], job["format"]), writer, turns):
         report.records += 1
         where = f"{shard_file} record {record.get('id')!r}"
-        if list(record) != schema_names and set(record) != set(schema_names):
+        if set(record) != names:
             report.fail(f"{where}: fields {sorted(record)} differ from the writer schema {sorted(schema_names)}")
             continue
         try:

@@ -43,6 +43,17 @@ class WriterOptions:
     language: Literal["en", "zh", "mixed"] = "en"  # which template language(s) to draw from
 
 
+@dataclass(frozen=True)
+class ConversationLayout:
+    """How a conversation writer spells turns: the role and text keys, and the image placeholder that starts
+    the first user turn (``{image}`` = the record's image path; None when the trainer passes the image apart).
+    Multi-turn packing (``output/packing.py``) keeps the placeholder in the first user turn only."""
+
+    role_key: str
+    text_key: str
+    image_head: str | None = None
+
+
 @dataclass(slots=True)
 class Decoded:
     """One grounding read back from a record: the phrase (if the record names it) and pixel boxes."""
@@ -128,6 +139,8 @@ class Writer(ABC):
     Options: ClassVar[type[WriterOptions]] = WriterOptions
     #: template file stem under configs/templates (None: the writer uses no templates)
     template_name: ClassVar[str | None] = None
+    #: records are user/assistant conversations spelled this way (None: not a conversation writer)
+    conversation: ClassVar[ConversationLayout | None] = None
     #: per-sample memo while :meth:`render_tasks` runs (None otherwise)
     _memo: dict[Any, Any] | None = None
 

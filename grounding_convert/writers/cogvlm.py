@@ -23,7 +23,7 @@ import pyarrow as pa
 from .. import boxes as B
 from ..errors import RecordError
 from ..schema import Box, Region, Sample
-from .base import Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
+from .base import ConversationLayout, Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
 
 # Encoding: THUDM/CogVLM README.md "Format of coordination" (relative coordinate x 1000, zero-padded to
 # three digits, xyxy).  CogVLM itself ships only the decoder; the encoder of the same group is THUDM/CogCoM
@@ -49,6 +49,7 @@ class CogVlmWriter(Writer):
     description = "CogVLM grounding: [[x1,y1,x2,y2]] per-mille boxes (000-999) in user/assistant conversations"
     tasks = ("rec", "reg", "grounded-caption", "pointing")
     template_name = "cogvlm"
+    conversation = ConversationLayout("role", "content")  # the image goes to the model apart from the text
 
     def model_fields(self) -> list[tuple[str, pa.DataType]]:
         turn = pa.struct([("role", pa.string()), ("content", pa.string())])

@@ -35,7 +35,7 @@ from .. import boxes
 from ..errors import RecordError, UsageError
 from ..schema import Box, Region, Sample
 from . import batch
-from .base import Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
+from .base import ConversationLayout, Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
 
 # int(v / size * 1000), clamped to 999: README.md "[0, 1000)" + tokenization_qwen.py "%d" (truncation).
 QUANTIZER = boxes.Quantizer(scale=1000, rounding="floor", max_index=999)
@@ -71,6 +71,8 @@ class QwenVlWriter(Writer):
     description = "Qwen-VL fine-tuning conversations: <ref>phrase</ref><box>(x1,y1),(x2,y2)</box>, 0-999"
     tasks = ("rec", "reg", "grounded-caption", "pointing")
     template_name = "qwen-vl"
+    # README.md L912-947: later user turns of a conversation carry no "Picture 1: <img>…</img>" line
+    conversation = ConversationLayout("from", "value", "Picture 1: <img>{image}</img>\n")
 
     def model_fields(self) -> list[tuple[str, pa.DataType]]:
         return [("conversations", CONVERSATION_TYPE)]
