@@ -11,6 +11,7 @@ from .catalog import list_command
 from .common import State
 from .convert import convert_command
 from .demo import demo_command
+from .export import export_command
 from .finalize import finalize_command
 from .inspect import inspect_command
 from .preview import preview_command
@@ -51,6 +52,7 @@ app.command("synth")(synth_command)
 app.command("demo")(demo_command)
 app.command("preview")(preview_command)
 app.command("inspect")(inspect_command)
+app.command("export")(export_command)
 
 
 def main() -> None:
