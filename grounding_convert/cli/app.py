@@ -13,6 +13,7 @@ from .convert import convert_command
 from .demo import demo_command
 from .export import export_command
 from .finalize import finalize_command
+from .group import OneLineErrors
 from .inspect import inspect_command
 from .preview import preview_command
 from .synth import synth_command
@@ -20,6 +21,7 @@ from .validate import validate_command
 
 app = typer.Typer(
     name="grounding-convert",
+    cls=OneLineErrors,
     help="Turn visual-grounding datasets (Visual Genome, RefCOCO/+/g, Visual7W, Flickr30K Entities, GRIT) "
     "into OFA, KOSMOS-2, Qwen-VL and CogVLM training records, with boxes spelled exactly as each model does.",
     no_args_is_help=True,

@@ -1,16 +1,29 @@
-"""``grounding-convert convert``: the main job."""
+"""``grounding-convert convert``: the main job.
+
+The flags are parsed and range-checked here (:mod:`.options`); the job itself is
+:func:`grounding_convert.api.prepare` + :meth:`~grounding_convert.api.Conversion.execute`, the very calls
+``grounding_convert.convert()`` makes, so the CLI and the Python API share defaults, checks and messages.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated
 
 import typer
 
-from ..engine.runner import RunOptions, convert, localize_input, make_job
-from ..errors import UsageError
+from ..api import ConvertOptions, prepare
+from ..engine.checks import ENGINES
+from ..option_types import (
+    MAX_REJECTS,
+    NUM_WORKERS,
+    SHARD_BYTES,
+    SHARD_RECORDS,
+    TURNS,
+    WORKER_INDEX,
+    WORKERS,
+    Choice,
+)
 from ..output.shards import FORMATS
-from ..plugins import detect_reader, get_reader, get_writer
 from .common import parse_pairs, reported_errors
 from .options import (
     AnnotationsKind,
@@ -19,41 +32,18 @@ from .options import (
     Limit,
     MinScore,
     ReaderOption,
+    Seed,
     Spans,
     Split,
     SplitBy,
     TextKind,
     VgImageData,
-    reader_flags,
+    checked,
 )
 from .summary import print_summary
 
-READER_FLAGS = ("split_by", "annotations", "text", "spans", "min_score", "image_root", "vg_image_data")
-WRITER_FLAGS = ("image_prefix", "template_file", "language", "embed_images", "image_root")
-
 Opt = typer.Option
-
-
-def route_options(
-    reader: str, writer: str, flags: dict[str, object], extra_reader: dict, extra_writer: dict
-) -> tuple[dict, dict]:
-    """Send each named flag to the plugin(s) whose Options have that field; refuse flags nobody takes."""
-    reader_fields = {f.name for f in dataclasses.fields(get_reader(reader).Options)}
-    writer_fields = {f.name for f in dataclasses.fields(get_writer(writer).Options)}
-    reader_opts, writer_opts = dict(extra_reader), dict(extra_writer)
-    for name, value in flags.items():
-        if value is None or value is False:
-            continue
-        taken = False
-        if name in reader_fields and name in READER_FLAGS + ("split",):
-            reader_opts[name] = value
-            taken = True
-        if name in writer_fields and name in WRITER_FLAGS:
-            writer_opts[name] = value
-            taken = True
-        if not taken:
-            raise UsageError(f"--{name.replace('_', '-')} does not apply to reader {reader!r} or writer {writer!r}")
-    return reader_opts, writer_opts
+D = ConvertOptions  # the defaults, shared with grounding_convert.convert()
 
 
 def convert_command(
@@ -62,26 +52,44 @@ def convert_command(
     output: Annotated[str, Opt("--output", "-o", help="Output directory (or fsspec URL).")],
     from_: FromReader = None,
     format: Annotated[
-        str, Opt("--format", help=f"Shard format: {', '.join(FORMATS)} (json: one array per shard; tsv: ofa only).")
-    ] = "parquet",
+        str,
+        checked(Choice(FORMATS), help="Shard format (json: one array per shard; tsv: ofa only).", metavar="FORMAT"),
+    ] = D.format,
     tasks: Annotated[
         str | None, Opt(help="Comma list of rec, reg, grounded-caption, pointing (default: all the writer has).")
     ] = None,
     split: Split = None,
     limit: Limit = None,
-    seed: Annotated[int, Opt(help="Seed of the template choice (per record id).")] = 0,
-    workers: Annotated[int, Opt(help="Processes (local engine) or CPUs (ray).")] = 1,
-    overwrite: Annotated[bool, Opt(help="Replace a non-empty output directory.")] = False,
+    seed: Seed = D.seed,
+    workers: Annotated[
+        int, checked(WORKERS, help="Processes (local engine) or CPUs (ray); auto = os CPUs available.", metavar="N")
+    ] = D.workers,
+    overwrite: Annotated[bool, Opt(help="Replace a non-empty output directory.")] = D.overwrite,
     resume: Annotated[
         bool, Opt(help="Skip partitions already committed by an earlier run with the same options.")
-    ] = False,
-    strict: Annotated[bool, Opt(help="Stop at the first bad record (exit 1).")] = False,
-    max_rejects: Annotated[str | None, Opt(help="Stop when more than N records (or P%) are rejected.")] = None,
-    engine: Annotated[str, Opt(help="local (process pool) or ray.")] = "local",
-    num_workers: Annotated[int, Opt(help="Cluster slicing: total number of array tasks.")] = 1,
-    worker_index: Annotated[int, Opt(help="Cluster slicing: this task's index (e.g. $SLURM_ARRAY_TASK_ID).")] = 0,
-    max_records_per_shard: Annotated[int, Opt(help="Rotate shards after this many records.")] = 100_000,
-    max_shard_bytes: Annotated[int, Opt(help="Rotate shards after about this many bytes.")] = 512 * 1024 * 1024,
+    ] = D.resume,
+    strict: Annotated[bool, Opt(help="Stop at the first bad record (exit 1).")] = D.strict,
+    max_rejects: Annotated[
+        str | None, checked(MAX_REJECTS, help="Stop when more than N records (or P%) are rejected.", metavar="N|P%")
+    ] = None,
+    engine: Annotated[str, checked(Choice(ENGINES), help="local (process pool) or ray.", metavar="ENGINE")] = D.engine,
+    num_workers: Annotated[
+        int, checked(NUM_WORKERS, help="Cluster slicing: total number of array tasks.", metavar="N")
+    ] = D.num_workers,
+    worker_index: Annotated[
+        int,
+        checked(
+            WORKER_INDEX,
+            help="Cluster slicing: this task's index (e.g. $SLURM_ARRAY_TASK_ID), below --num-workers.",
+            metavar="I",
+        ),
+    ] = D.worker_index,
+    max_records_per_shard: Annotated[
+        int, checked(SHARD_RECORDS, help="Rotate shards after this many records.", metavar="N")
+    ] = D.max_records_per_shard,
+    max_shard_bytes: Annotated[
+        int, checked(SHARD_BYTES, help="Rotate shards after about this many bytes.", metavar="BYTES")
+    ] = D.max_shard_bytes,
     split_by: SplitBy = None,
     annotations: AnnotationsKind = None,
     text: TextKind = None,
@@ -92,10 +100,17 @@ def convert_command(
     image_prefix: Annotated[str | None, Opt(help="Root or URL written in front of image paths in records.")] = None,
     template_file: Annotated[str | None, Opt(help="Your own template YAML for the writer.")] = None,
     language: Annotated[str | None, Opt(help="Template language: en, zh or mixed.")] = None,
-    embed_images: Annotated[bool, Opt(help="Kept for old scripts: --format tsv always embeds the images.")] = False,
+    embed_images: Annotated[
+        bool, Opt(help="Kept for old scripts: --format tsv always embeds the images.")
+    ] = D.embed_images,
     turns: Annotated[
-        int, Opt(help="qwen-vl, cogvlm: pack up to N records of one image and task into one conversation.")
-    ] = 1,
+        int,
+        checked(
+            TURNS,
+            help="qwen-vl, cogvlm: pack up to N records of one image and task into one conversation.",
+            metavar="N",
+        ),
+    ] = D.turns,
     reader_option: ReaderOption = None,
     writer_option: Annotated[
         list[str] | None, Opt("--writer-option", "-W", help="Any writer option KEY=VALUE.")
@@ -104,48 +119,51 @@ def convert_command(
 ) -> None:
     """Convert a dataset into a model's training records, as sharded Parquet/JSONL, with a summary."""
     with reported_errors():
-        reader = from_ or detect_reader(localize_input(input))
-        flags = reader_flags(split, split_by, annotations, text, spans, min_score, image_root, vg_image_data)
-        flags |= {
-            "image_prefix": image_prefix,
-            "template_file": template_file,
-            "language": language,
-            "embed_images": embed_images,
-        }
-        reader_opts, writer_opts = route_options(
-            reader, to, flags, parse_pairs(reader_option, "-O"), parse_pairs(writer_option, "-W")
-        )
-        job = make_job(
-            input=input,
-            output=output,
+        conversion = prepare(
+            input,
+            output,
+            reader=from_,
             writer=to,
-            reader=reader,
-            tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
             format=format,
+            tasks=tasks,
+            split=split,
+            limit=limit,
             seed=seed,
-            reader_options=reader_opts,
-            writer_options=writer_opts,
-            max_records_per_shard=max_records_per_shard,
-            max_shard_bytes=max_shard_bytes,
+            workers=workers,
+            overwrite=overwrite,
+            resume=resume,
             strict=strict,
             max_rejects=max_rejects,
-            limit=limit,
+            engine=engine,
+            num_workers=num_workers,
+            worker_index=worker_index,
+            max_records_per_shard=max_records_per_shard,
+            max_shard_bytes=max_shard_bytes,
+            split_by=split_by,
+            annotations=annotations,
+            text=text,
+            spans=spans,
+            min_score=min_score,
+            image_root=image_root,
+            vg_image_data=vg_image_data,
+            image_prefix=image_prefix,
+            template_file=template_file,
+            language=language,
+            embed_images=embed_images,
+            reader_options=parse_pairs(reader_option, "-O"),
+            writer_options=parse_pairs(writer_option, "-W"),
+            progress=not quiet,
             turns=turns,
-            image_root=image_root if format == "tsv" else None,
         )
+        job = conversion.job
         typer.echo(
             f"{job.reader} → {job.writer} [{', '.join(job.tasks)}] as {job.format}: {input} → {output}", err=True
         )
-        result = convert(
-            job,
-            RunOptions(
-                workers=workers,
-                engine=engine,
-                overwrite=overwrite,
-                resume=resume,
-                num_workers=num_workers,
-                worker_index=worker_index,
-                progress=not quiet,
-            ),
-        )
-        print_summary(result, output)
+        result = conversion.execute()
+        if result.run is None:
+            typer.echo(
+                f"plan only (--limit 0): {result.partitions} partition(s) planned from {input}; "
+                f"nothing converted, nothing written to {output}"
+            )
+            return
+        print_summary(result.run, output)

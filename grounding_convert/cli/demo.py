@@ -15,11 +15,13 @@ import orjson
 import typer
 
 from ..engine.runner import RunOptions, convert, make_job
+from ..option_types import Choice
 from ..plugins import get_writer, writer_names
 from ..synth import generate
 from ..tools.preview import render_preview
 from ..tools.validate import validate
 from .common import reported_errors
+from .options import checked
 
 
 def sample_data_dir() -> Path:
@@ -29,7 +31,9 @@ def sample_data_dir() -> Path:
 def demo_command(
     output: Annotated[Path, typer.Option(help="Folder for one output per writer.")] = Path("grounding-convert-demo"),
     input: Annotated[str | None, typer.Option(help="Flickr30K Entities folder (default: the bundled sample).")] = None,
-    format: Annotated[str, typer.Option(help="parquet, jsonl or json.")] = "jsonl",
+    format: Annotated[
+        str, checked(Choice(("parquet", "jsonl", "json")), help="Shard format.", metavar="FORMAT")
+    ] = "jsonl",
     overwrite: Annotated[bool, typer.Option(help="Replace earlier demo outputs.")] = True,
 ) -> None:
     """Convert the bundled Flickr30K Entities sample with every writer, validate, and show a record of each."""

@@ -11,6 +11,7 @@ from ..tools.inspect import PROBLEMS, InspectReport, inspect
 from .common import parse_pairs, reported_errors
 from .options import (
     AnnotationsKind,
+    Examples,
     FromReader,
     ImageRoot,
     Limit,
@@ -40,7 +41,7 @@ def inspect_command(
     vg_image_data: VgImageData = None,
     reader_option: ReaderOption = None,
     limit: Limit = None,
-    examples: Annotated[int, Opt(help="How many example samples to show.")] = 3,
+    examples: Examples = 3,
     json: Annotated[bool, Opt("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Samples per split, box and phrase statistics, rejects, repairs and problems of a dataset."""
@@ -66,7 +67,9 @@ def _share(part: int, whole: int) -> str:
 def print_report(r: InspectReport) -> None:
     echo = typer.echo
     echo(
-        f"{r.input} read with {r.reader} ({r.partitions} partition(s))" + (" — stopped at --limit" if r.limited else "")
+        f"{r.input} read with {r.reader} ({r.partitions} partition(s))"
+        + (" — plan only (--limit 0): nothing read" if r.limited and not r.samples and not r.rejected else "")
+        + (" — stopped at --limit" if r.limited and (r.samples or r.rejected) else "")
     )
     echo(f"samples   {r.samples:,}  by split: {_counts(r.samples_per_split)}")
     echo(

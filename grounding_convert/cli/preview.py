@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
+from ..option_types import COLUMNS, PREVIEW_RECORDS, SCALE, SEED, TILE
 from ..tools.preview import render_preview
 from .common import reported_errors
+from .options import checked
 
 Opt = typer.Option
 
@@ -19,14 +21,20 @@ def preview_command(
         str, Opt(help="Folder holding the dataset's images (record image paths are relative to it).")
     ],
     out: Annotated[Path, Opt("--out", "-o", help="FILE.png (contact sheet) or FILE.html (self-contained cards).")],
-    n: Annotated[int, Opt("--n", "-n", help="How many records to draw.")] = 24,
+    n: Annotated[int, checked(PREVIEW_RECORDS, "--n", "-n", help="How many records to draw.", metavar="N")] = 24,
     task: Annotated[str | None, Opt(help="Only records of this task: rec, reg, grounded-caption, pointing.")] = None,
-    seed: Annotated[int | None, Opt(help="Draw a seeded random choice of records instead of the first ones.")] = None,
-    tile: Annotated[int, Opt(help="Fit each image into a square of this many pixels.")] = 256,
-    scale: Annotated[
-        float | None, Opt(help="Display pixels per image pixel instead of --tile (1 = native size).")
+    seed: Annotated[
+        int | None,
+        checked(SEED, help="Draw a seeded random choice of records instead of the first ones.", metavar="N"),
     ] = None,
-    columns: Annotated[int | None, Opt(help="Tiles per row of the PNG sheet (default 6).")] = None,
+    tile: Annotated[int, checked(TILE, help="Fit each image into a square of this many pixels.", metavar="PX")] = 256,
+    scale: Annotated[
+        float | None,
+        checked(SCALE, help="Display pixels per image pixel instead of --tile (1 = native size).", metavar="X"),
+    ] = None,
+    columns: Annotated[
+        int | None, checked(COLUMNS, help="Tiles per row of the PNG sheet (default 6).", metavar="N")
+    ] = None,
     labels: Annotated[bool, Opt(help="Write each phrase at its first box.")] = True,
 ) -> None:
     """Draw the boxes decoded from the records (the writer's own parser) on the images, as PNG or HTML."""

@@ -7,12 +7,12 @@ SLURM array slice); the worker rebuilds the reader and writer from their names. 
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from ..errors import UsageError
+from ..option_types import MAX_REJECTS, invalid, split_limits
 from ..plugins import get_reader, get_writer
 from ..readers.base import Reader
 from ..writers.base import Writer
@@ -64,16 +64,11 @@ def _build(job: Job) -> tuple[Reader, Writer]:
 
 
 def parse_max_rejects(value: str | None) -> tuple[int | None, float | None]:
-    """``"100"`` → (100, None); ``"5%"`` → (None, 0.05)."""
-    if value is None:
-        return None, None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", value)
-    if not m:
-        raise UsageError(f"--max-rejects takes a count (100) or a percentage (5%), not {value!r}")
-    number, pct = m.groups()
-    if pct:
-        return None, float(number) / 100.0
-    return int(float(number)), None
+    """``"100"`` → (100, None); ``"5%"`` → (None, 0.05); counts below 0 and shares above 100% refused."""
+    try:
+        return split_limits(value)
+    except ValueError:
+        raise UsageError(invalid("--max-rejects", value, MAX_REJECTS)) from None
 
 
 def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -26,12 +26,12 @@ from ..output.storage import Store
 from ..plugins import detect_reader, get_reader, get_writer
 from ..readers.base import Partition, build_options
 from ..writers.base import check_tasks
+from .checks import checked_job_options, checked_run_options
 from .job import JOB_FILE, PLAN_FILE, Job, describe_difference, parse_max_rejects
 from .local import run_local
 from .pipeline import marker_name, run_partition
 from .tally import Tally
 
-ENGINES = ("local", "ray")
 OWN_ENTRIES = {"data", "_progress", "rejects"}
 
 
@@ -39,7 +39,7 @@ OWN_ENTRIES = {"data", "_progress", "rejects"}
 class RunOptions:
     """How to run a job (does not change the output bytes)."""
 
-    workers: int = 1
+    workers: int | str = 1  # or "auto": the CPUs available (resolved by checked_run_options)
     engine: str = "local"
     overwrite: bool = False
     resume: bool = False
@@ -75,11 +75,13 @@ def make_job(
     chosen = tuple(tasks) if tasks else tuple(writer_cls.tasks)
     check_tasks(writer_cls, chosen)
     fmt = kwargs.get("format", "parquet")
+    kwargs = checked_job_options(kwargs)
     check_format(fmt, writer_cls.formats, writer, kwargs.get("image_root"))
     check_turns(kwargs.get("turns", 1), writer_cls)
-    parse_max_rejects(kwargs.get("max_rejects"))
-    kwargs["reader_options"] = _typed(get_reader(reader_name).Options, kwargs.get("reader_options") or {}, reader_name)
-    kwargs["writer_options"] = _typed(writer_cls.Options, kwargs.get("writer_options") or {}, writer)
+    kwargs["reader_options"] = _typed(
+        get_reader(reader_name).Options, kwargs.get("reader_options") or {}, f"reader {reader_name!r}"
+    )
+    kwargs["writer_options"] = _typed(writer_cls.Options, kwargs.get("writer_options") or {}, f"writer {writer!r}")
     if fmt == "tsv" and kwargs["writer_options"].get("image_prefix"):
         raise UsageError("--image-prefix does not apply to --format tsv (its image column holds the image bytes)")
     return Job(input=input, reader=reader_name, writer=writer, output=output, tasks=chosen, **kwargs)
@@ -102,12 +104,8 @@ def input_fingerprint(job: Job, files: list) -> dict[str, Any]:
 
 
 def convert(job: Job, run: RunOptions | None = None) -> RunResult:
-    run = run or RunOptions()
+    run = checked_run_options(run or RunOptions())
     started = time.perf_counter()
-    if run.engine not in ENGINES:
-        raise UsageError(f"unknown engine {run.engine!r} (engines: {', '.join(ENGINES)})")
-    if not 0 <= run.worker_index < run.num_workers:
-        raise UsageError(f"--worker-index must be in 0..{run.num_workers - 1}, not {run.worker_index}")
     reader, _writer = job.build()  # fails early on bad options
     local_input = localize_input(job.input)
     partitions = reader.plan(local_input)

@@ -77,6 +77,9 @@ class ShardSink:
             if container not in FORMATS:
                 raise ValueError(f"unknown format {container!r}")
             container = container_for(container, image_root=".")
+        if not (isinstance(max_records, int) and max_records >= 1 and isinstance(max_bytes, int) and max_bytes >= 1):
+            # 0 once made add_batch publish empty shards in an endless loop (issue 17)
+            raise ValueError(f"shard limits must be at least 1 record and 1 byte, not {max_records!r}, {max_bytes!r}")
         self.container = container
         self.store, self.split, self.partition, self.fmt, self.schema = store, split, partition, container.name, schema
         self.max_records, self.max_bytes, self.group = max_records, max_bytes, group
@@ -134,7 +137,9 @@ class ShardSink:
         while start < total:
             if self._fh is None:
                 self._open()
-            take = min(ROW_GROUP - self._pending, self.max_records - self._records, total - start)
+            # at least one record per pass, whatever max_records says: the loop always advances and the
+            # shard it may close next holds a record (never an empty shard, never an endless loop)
+            take = max(1, min(ROW_GROUP - self._pending, self.max_records - self._records, total - start))
             self._close_buffer()
             self._pieces.append(batch.slice(start, take))
             start += take
@@ -188,6 +193,9 @@ class ShardSink:
             self._pos = self._fh.tell()
 
     def _close_current(self) -> None:
+        if self._records == 0:  # nothing in it: drop the temporary file rather than publish an empty shard
+            self.abort()
+            return
         if self.container.columnar:
             self._flush_parquet()
             self._pq.close()

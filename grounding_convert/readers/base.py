@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import Filtered, Note, Reject, UsageError
+from ..option_types import Choice, Flag, OptionType, Real, Text, Whole, detail
 from ..schema import Sample
 
 ReadItem = Sample | Reject | Filtered | Note
@@ -92,37 +93,41 @@ class Reader(ABC):
 
 
 def build_options(options_cls: type, values: dict[str, Any], owner: str) -> Any:
-    """Fill an options dataclass from strings/values, coercing by the field's annotation."""
+    """Fill an options dataclass from strings/values, each checked by its field's type and range.
+
+    Unknown keys and values of the wrong type or outside the field's range (``bounded`` metadata) raise
+    :class:`UsageError` naming the key, the value and what is accepted: the same for ``-O/-W KEY=VALUE``,
+    the named CLI flags routed here and the Python API.
+    """
     fields = {f.name: f for f in dataclasses.fields(options_cls)}
-    hints = typing.get_type_hints(options_cls)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in fields:
             known = ", ".join(sorted(f.replace("_", "-") for f in fields)) or "none"
             raise UsageError(f"{owner} has no option {key!r} (its options: {known})")
-        kwargs[name] = _coerce(value, hints[name], key)
+        kind = option_type(options_cls, name)
+        if value is None or kind is None:
+            kwargs[name] = value
+            continue
+        try:
+            kwargs[name] = kind.parse(value)
+        except ValueError:
+            raise UsageError(f"Invalid value for option {key!r} of {owner}: {detail(value, kind)}") from None
     return options_cls(**kwargs)
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    if value is None or not isinstance(value, str):
-        return value
+def option_type(options_cls: type, name: str) -> OptionType | None:
+    """The checked type of one Options field: its ``bounded`` metadata, else one read from its annotation."""
+    found = {f.name: f for f in dataclasses.fields(options_cls)}[name]
+    if "accepts" in found.metadata:
+        return found.metadata["accepts"]
+    hint = typing.get_type_hints(options_cls)[name]
     origin = typing.get_origin(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if origin in (typing.Union, types.UnionType) and args:
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
         hint = args[0]
         origin = typing.get_origin(hint)
     if origin is typing.Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise UsageError(f"option {key!r} must be one of {', '.join(map(str, allowed))}, not {value!r}")
-        return value
-    try:
-        if hint is bool:
-            return value.lower() in ("1", "true", "yes", "on")
-        if hint in (int, float):
-            return hint(value)
-    except ValueError as exc:
-        raise UsageError(f"option {key!r}: {value!r} is not a valid {hint.__name__}") from exc
-    return value
+        return Choice(tuple(map(str, typing.get_args(hint))))
+    return {bool: Flag(), int: Whole(), float: Real(), str: Text()}.get(hint)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import boxes as B
 from ..errors import InputFileError, Note, Reject, UsageError
+from ..option_types import PER_PARTITION, bounded
 from ..schema import Box, ImageRef, Region, Sample, flickr30k_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -31,7 +32,7 @@ _HEADER = re.compile(r"\[/EN#(\d+)/([A-Za-z_]+(?:/[A-Za-z_]+)*)")
 
 @dataclass
 class Flickr30kEntitiesOptions(ReaderOptions):
-    images_per_partition: int = 500
+    images_per_partition: int = bounded(500, PER_PARTITION)
 
 
 # --- captions ----------------------------------------------------------------------------------------

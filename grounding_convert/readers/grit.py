@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from .. import boxes
 from ..errors import Filtered, InputFileError, Note, RecordError, Reject
+from ..option_types import MIN_SCORE, PER_PARTITION, bounded
 from ..schema import ImageRef, Region, Sample, grit_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -50,8 +51,8 @@ SPLIT = "train"
 @dataclass
 class GritOptions(ReaderOptions):
     spans: Literal["noun-chunks", "ref-exps"] = "noun-chunks"
-    min_score: float = 0.0
-    rows_per_partition: int = 50000
+    min_score: float = bounded(0.0, MIN_SCORE)
+    rows_per_partition: int = bounded(50000, PER_PARTITION)
 
 
 class GritReader(Reader):

@@ -27,6 +27,7 @@ import orjson
 
 from ..boxes import clip, is_empty, is_inside, xywh_to_xyxy
 from ..errors import Filtered, InputFileError, Note, Reject, UsageError
+from ..option_types import PER_PARTITION, bounded
 from ..safe_pickle import EXPECTED as PICKLE_EXPECTED
 from ..safe_pickle import load_plain_pickle
 from ..schema import ImageRef, Region, Sample, refcoco_id
@@ -41,7 +42,7 @@ DATASET_FOLDERS = ("refcoco", "refcoco+", "refcocog")
 class RefCocoOptions(ReaderOptions):
     split_by: str | None = None  # unc | google | umd | berkeley ...; default per dataset
     text: Literal["sent", "raw"] = "sent"  # cleaned lower-case sentence, or the string as typed
-    refs_per_partition: int = 5000
+    refs_per_partition: int = bounded(5000, PER_PARTITION)
 
 
 # --- whole-file loading, cached per process ----------------------------------------------------------

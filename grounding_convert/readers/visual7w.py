@@ -28,6 +28,7 @@ from PIL import Image
 
 from .. import boxes
 from ..errors import Filtered, InputFileError, Note, RecordError, Reject, UsageError
+from ..option_types import PER_PARTITION, bounded
 from ..schema import ImageRef, Region, Sample, visual7w_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -45,7 +46,7 @@ class Visual7wOptions(ReaderOptions):
     image_root: str | None = None
     vg_image_data: str | None = None
     mode: Literal["telling", "pointing", "both"] = "both"
-    qa_per_partition: int = 20000
+    qa_per_partition: int = bounded(20000, PER_PARTITION)
 
 
 class Visual7wReader(Reader):

@@ -25,6 +25,7 @@ import orjson
 
 from .. import boxes
 from ..errors import InputFileError, Note, RecordError, Reject, UsageError
+from ..option_types import PER_PARTITION, bounded
 from ..schema import ImageRef, Region, Sample, visual_genome_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -46,7 +47,7 @@ _SNIFF = re.compile(rb'"(regions|objects)"\s*:')
 class VisualGenomeOptions(ReaderOptions):
     annotations: Literal["regions", "objects"] = "regions"  # which file a folder input is read from
     vg_image_data: str | None = None  # image_data.json; default: beside the input, or in its parent
-    regions_per_partition: int = 75_000  # approximate; turned into a byte size at plan time
+    regions_per_partition: int = bounded(75_000, PER_PARTITION)  # approximate; turned into a byte size at plan time
 
 
 class VisualGenomeReader(Reader):

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..boxes import is_empty, is_finite, is_inside
-from ..errors import Filtered, GroundingConvertError, Note, ReaderCrash, Reject, UsageError
+from ..errors import Filtered, GroundingConvertError, Note, ReaderCrash, Reject
+from ..option_types import EXAMPLES, LIMIT, check
 from ..plugins import detect_reader, get_reader
 from ..schema import Sample
 
@@ -85,14 +86,16 @@ def inspect(
 
     Stops after ``limit`` samples; keeps the first ``examples`` samples as canonical records.
     """
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {limit}")
+    if limit is not None:
+        limit = check("--limit", LIMIT, limit)
+    examples = check("--examples", EXAMPLES, examples)
     name = reader or detect_reader(input)
     plugin = get_reader(name).from_mapping(dict(reader_options or {}))
     partitions = plugin.plan(input)
     report = InspectReport(input=str(input), reader=name, partitions=len(partitions))
     survey = Survey(report, examples)
-    for partition in partitions:
+    report.limited = limit == 0  # plan only: no partition is read
+    for partition in partitions if not report.limited else ():
         items = plugin.read(partition)
         while True:
             try:

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..boxes import normalize, normalized_to_pixels
 from ..errors import RecordError, UsageError
+from ..option_types import COLUMNS, PREVIEW_RECORDS, SCALE, SEED, TILE, check
 from ..output.finalize import MANIFEST
 from ..output.storage import Store
 from ..plugins import get_writer
@@ -122,12 +123,14 @@ def render_preview(
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise UsageError(f"--out must end in .png or .html, not {out.name!r}")
-    if n < 1:
-        raise UsageError(f"--n must be at least 1, not {n}")
-    if scale is not None and not 0 < scale <= 16:
-        raise UsageError(f"--scale must be in (0, 16], not {scale}")
-    if tile < 16:
-        raise UsageError(f"--tile must be at least 16 pixels, not {tile}")
+    n = check("--n", PREVIEW_RECORDS, n)
+    tile = check("--tile", TILE, tile)
+    if scale is not None:
+        scale = check("--scale", SCALE, scale)
+    if columns is not None:
+        columns = check("--columns", COLUMNS, columns)
+    if seed is not None:
+        seed = check("--seed", SEED, seed)
     store = Store(output_dir)
     if not store.exists(MANIFEST):
         raise UsageError(f"{output_dir} has no {MANIFEST}: not a finished grounding-convert output")

@@ -78,8 +78,10 @@ def test_limit_and_split(flickr_excerpt: Path):
     r = inspect(str(flickr_excerpt), limit=10, examples=0)
     assert r.samples == 10 and r.limited and r.examples == []
     assert inspect(str(flickr_excerpt), limit=1000).limited is False
-    with pytest.raises(UsageError, match="--limit"):
-        inspect(str(flickr_excerpt), limit=0)
+    with pytest.raises(UsageError, match=r"Invalid value for '--limit': -1 \(accepted: a whole number ≥ 0"):
+        inspect(str(flickr_excerpt), limit=-1)
+    planned = inspect(str(flickr_excerpt), limit=0)  # plan only: partitions counted, nothing read
+    assert planned.partitions == 1 and planned.samples == 0 and planned.rejected == 0 and planned.limited
     with pytest.raises(UsageError, match="splits are"):
         inspect(str(flickr_excerpt), reader_options={"split": "dev"})
 
