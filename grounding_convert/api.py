@@ -284,11 +284,11 @@ def _records(plugin: Any, samples: Iterable[Sample], tasks: tuple[str, ...], see
             yield from records
 
 
-def to_dataset(output: str) -> DatasetDict:
+def to_dataset(output: str, **load_options: Any) -> DatasetDict:
     """A finished output folder as a ``datasets.DatasetDict`` (one split per split written).
 
-    The same as ``datasets.load_dataset(output)``, which reads the dataset card's YAML header; refused
-    for a folder that is not a finished grounding-convert output (no ``manifest.json``).
+    The same as ``datasets.load_dataset(output, **load_options)`` (e.g. ``cache_dir=``), which reads the
+    dataset card's YAML header; refused for a folder that is not a finished output (no ``manifest.json``).
     """
     from datasets import load_dataset
 
@@ -297,7 +297,7 @@ def to_dataset(output: str) -> DatasetDict:
 
     if not Store(str(output)).exists(MANIFEST):
         raise UsageError(f"{output} has no {MANIFEST}: not a finished grounding-convert output")
-    return load_dataset(str(output))
+    return load_dataset(str(output), **load_options)
 
 
 def route_options(

@@ -2,9 +2,10 @@
 
 An option that cannot work (``--max-records-per-shard 0`` wrote empty shards forever, ``--limit -1``
 "converted" nothing and exited 0) is refused before anything is written, with one line naming the option,
-the value and what is accepted: ``Invalid value for '--limit': -1 (accepted: a whole number ≥ 0; 0 plans
-without converting)``.  The CLI turns these types into typer parsers (:func:`cli_parser`), the API and the
-reader/writer option dataclasses call :func:`check` — the same text either way.
+the value and what is accepted: ``Invalid value for '--limit': -1 (accepted: a whole number ≥ 0; 0 only
+plans, nothing is read or written)``.  The CLI turns these types into typer parsers
+(:func:`grounding_convert.cli.options.checked`); the API, the engine and the reader/writer option
+dataclasses call :func:`check` — the same text either way.
 
 Kept free of typer, pyarrow and the plugins so ``import grounding_convert`` stays light.
 """
@@ -90,7 +91,7 @@ class Whole(OptionType):
 
     min: int | None = None
     max: int | None = None
-    note: str = ""  # e.g. "0 plans without converting"
+    note: str = ""  # e.g. "0 only plans"
 
     def parse(self, value: Any) -> int:
         number = _number(value, int)
@@ -300,7 +301,7 @@ class Text(OptionType):
 # --- the shared options: one definition for every command and the API ------------------------------------
 
 SEED = Whole()
-LIMIT = Whole(min=0, note="0 plans without converting")
+LIMIT = Whole(min=0, note="0 only plans, nothing is read or written")
 SHARD_RECORDS = Whole(min=1)
 SHARD_BYTES = ByteSize()
 WORKERS = Workers()
