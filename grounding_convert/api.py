@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import StrictStop, UsageError
-from .option_types import LIMIT, MIB, SEED, check
+from .option_types import LIMIT, MIB, MIN_SCORE, SEED, Choice, check
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -124,7 +124,7 @@ class Result:
         """Shard files, relative to ``output`` (empty for a cluster slice or a plan)."""
         if self.run is None or self.run.finalized is None:
             return []
-        return [s.file for s in self.run.finalized.shards]
+        return [shard["file"] for shard in self.run.finalized.shards]
 
 
 @dataclass
@@ -159,11 +159,15 @@ def prepare(
     """Check every option of a conversion (raising the CLI's messages) without writing anything."""
     from .engine.checks import checked_run_options
     from .engine.runner import RunOptions, localize_input, make_job
+    from .output.shards import FORMATS
     from .plugins import detect_reader
 
     opts = _options(ConvertOptions, options, "convert")
     if writer is None:
         raise UsageError("Missing option '--to' (writer=): the model to write records for")
+    opts.format = check("--format", Choice(FORMATS), opts.format)
+    if opts.min_score is not None:
+        opts.min_score = check("--min-score", MIN_SCORE, opts.min_score)
     run = checked_run_options(
         RunOptions(
             workers=opts.workers,
