@@ -59,8 +59,12 @@ REFUSED: dict[tuple[str, str], tuple[str, str]] = {
         "error: Invalid value for '--worker-index': -1 (accepted: a whole number ≥ 0)",
     ),
     ("convert", "--min-score"): ("1.5", "error: Invalid value for '--min-score': 1.5 (accepted: a number from 0 to 1)"),
-    ("convert", "--format"): ("csv", "error: Invalid value for '--format': csv (accepted: one of parquet, jsonl, tsv)"),
+    ("convert", "--format"): (
+        "csv",
+        "error: Invalid value for '--format': csv (accepted: one of parquet, jsonl, json, tsv)",
+    ),
     ("convert", "--engine"): ("spark", "error: Invalid value for '--engine': spark (accepted: one of local, ray)"),
+    ("convert", "--turns"): ("0", "error: Invalid value for '--turns': 0 (accepted: a whole number ≥ 1)"),
     ("inspect", "--limit"): (
         "-5",
         "error: Invalid value for '--limit': -5 (accepted: a whole number ≥ 0; 0 only plans, nothing is read or "
@@ -75,7 +79,7 @@ REFUSED: dict[tuple[str, str], tuple[str, str]] = {
     ("preview", "--columns"): ("0", "error: Invalid value for '--columns': 0 (accepted: a whole number ≥ 1)"),
     ("synth", "--images"): ("0", "error: Invalid value for '--images': 0 (accepted: a whole number ≥ 1)"),
     ("synth", "--seed"): ("s", "error: Invalid value for '--seed': s (accepted: a whole number)"),
-    ("demo", "--format"): ("tsv", "error: Invalid value for '--format': tsv (accepted: one of parquet, jsonl)"),
+    ("demo", "--format"): ("tsv", "error: Invalid value for '--format': tsv (accepted: one of parquet, jsonl, json)"),
 }
 
 

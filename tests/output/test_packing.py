@@ -112,7 +112,7 @@ def test_packing_is_byte_identical_across_worker_counts_and_validates(tmp_path, 
 def test_turns_refused_for_writers_without_conversations(tmp_path, flickr):
     with pytest.raises(UsageError, match="--turns packs conversations; writer 'ofa'"):
         make_job(input=str(flickr), output=str(tmp_path / "o"), writer="ofa", turns=2)
-    with pytest.raises(UsageError, match="at least 1"):
+    with pytest.raises(UsageError, match=r"^Invalid value for '--turns': 0 \(accepted: a whole number ≥ 1\)$"):
         make_job(input=str(flickr), output=str(tmp_path / "o"), writer="qwen-vl", turns=0)
     args = ["convert", "-t", "kosmos-2", "-f", "flickr30k-entities", "-i", str(flickr), "-o", str(tmp_path / "k")]
     result = runner.invoke(app, [*args, "--turns", "3", "--quiet"])
