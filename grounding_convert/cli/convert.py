@@ -30,6 +30,7 @@ from .summary import print_summary
 
 READER_FLAGS = ("split_by", "annotations", "text", "spans", "min_score", "image_root", "vg_image_data")
 WRITER_FLAGS = ("image_prefix", "template_file", "language", "embed_images", "image_root")
+PIPELINE_FLAGS = ("image_root",)  # the pipeline's size check takes it whatever the reader and writer
 
 Opt = typer.Option
 
@@ -51,7 +52,7 @@ def route_options(
         if name in writer_fields and name in WRITER_FLAGS:
             writer_opts[name] = value
             taken = True
-        if not taken:
+        if not taken and name not in PIPELINE_FLAGS:
             raise UsageError(f"--{name.replace('_', '-')} does not apply to reader {reader!r} or writer {writer!r}")
     return reader_opts, writer_opts
 
@@ -96,6 +97,9 @@ def convert_command(
     turns: Annotated[
         int, Opt(help="qwen-vl, cogvlm: pack up to N records of one image and task into one conversation.")
     ] = 1,
+    size_mismatch: Annotated[
+        str, Opt(help="With --image-root, an image whose real size differs: reject, rescale (the boxes) or trust.")
+    ] = "reject",
     reader_option: ReaderOption = None,
     writer_option: Annotated[
         list[str] | None, Opt("--writer-option", "-W", help="Any writer option KEY=VALUE.")
@@ -131,7 +135,8 @@ def convert_command(
             max_rejects=max_rejects,
             limit=limit,
             turns=turns,
-            image_root=image_root if format == "tsv" else None,
+            image_root=image_root,  # TSV embeds from it; every format checks image sizes against it
+            size_mismatch=size_mismatch,
         )
         typer.echo(
             f"{job.reader} → {job.writer} [{', '.join(job.tasks)}] as {job.format}: {input} → {output}", err=True
