@@ -153,7 +153,8 @@ class ImageSizes:
 
 def _again(error: RecordError) -> RecordError:
     """A fresh copy of a cached error (re-raising one object would chain tracebacks forever)."""
-    return RecordError(error.reason, error.message, error.raw)
+    cls, args = error.__reduce__()[:2]  # RecordError and UnsafePath both rebuild from their arguments
+    return cls(*args)
 
 
 class SizeCheck:
