@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import dataclasses
 import io
 import os
 import re
@@ -28,8 +27,10 @@ from typer.testing import CliRunner
 
 from grounding_convert.cli.app import app
 from grounding_convert.engine.runner import RunOptions, convert, make_job
+from grounding_convert.images import SizeCheck
 from grounding_convert.readers.grit import GritReader
 from grounding_convert.readers.visual7w import Visual7wReader
+from grounding_convert.safe_paths import UnsafePath
 from grounding_convert.synth import generate
 from grounding_convert.synth.images import jpeg_bytes
 from grounding_convert.tools.preview import render_preview
@@ -157,26 +158,22 @@ def check_refused(output: Path, expected: dict[str, set[str]], names: dict[str, 
     assert f"| unsafe-path | {len(refused)} |" in card
 
 
+def pass_through(self, sample):
+    """The size check switched off, so the TSV container's own reads are the only guard left."""
+    return sample, None
+
+
 @pytest.mark.parametrize("layout", ["size-check-and-embed", "embed-only"])
-def test_ofa_embed_images_never_reads_outside_the_root(hostile, tmp_path, layout):
+def test_ofa_tsv_images_never_come_from_outside_the_root(hostile, tmp_path, layout, monkeypatch):
     work, expected, everything = hostile
     names = hostile_names(tmp_path)
     out = tmp_path / "out"
-    if layout == "size-check-and-embed":  # the CLI: --image-root also checks every image's size
-        args = ["convert", "-f", "refcoco", "-t", "ofa", "--format", "tsv", "--embed-images", "--quiet"]
-        args += ["--image-root", str(work / ROOT), "-i", str(work / "refcoco"), "-o", str(out)]
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, result.output
-    else:  # the writer's own embedding, with no size check in front of it
-        job = make_job(
-            input=str(work / "refcoco"),
-            output=str(out),
-            writer="ofa",
-            reader="refcoco",
-            format="tsv",
-            writer_options={"embed_images": True, "image_root": str(work / ROOT)},
-        )
-        assert convert(job, RunOptions(progress=False)).tally.balanced
+    if layout == "embed-only":
+        monkeypatch.setattr(SizeCheck, "__call__", pass_through)
+    args = ["convert", "-f", "refcoco", "-t", "ofa", "--format", "tsv", "--embed-images", "--quiet"]
+    args += ["--image-root", str(work / ROOT), "-i", str(work / "refcoco"), "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
     check_refused(out, expected, names)
     bad = set().union(*expected.values())
     assert written_ids(out, "tsv") == everything - bad  # the rest converts
@@ -320,37 +317,57 @@ def test_issue_refcoco_command_exactly(tmp_path):
 
 
 @pytest.mark.parametrize("size_check", [True, False])
-def test_missing_image_while_embedding_is_a_reject_and_the_run_goes_on(plain_refcoco, tmp_path, size_check):
+def test_missing_image_while_embedding_is_a_reject_and_the_run_goes_on(
+    plain_refcoco, tmp_path, size_check, monkeypatch
+):
     base, by_file = plain_refcoco
     work = tmp_path / "work"
     shutil.copytree(base, work)
     gone = sorted(by_file)[0]
     (work / ROOT / gone).unlink()
     out = tmp_path / "out"
-    if size_check:
-        args = ["convert", "-f", "refcoco", "-t", "ofa", "--format", "tsv", "--embed-images", "--quiet"]
-        args += ["--image-root", str(work / ROOT), "-i", str(work / "refcoco")]
+    args = ["convert", "-f", "refcoco", "-t", "ofa", "--format", "tsv", "--embed-images", "--quiet"]
+    args += ["--image-root", str(work / ROOT), "-i", str(work / "refcoco")]
+    if size_check:  # a real process, as a user runs it: the size check finds the image missing first
         proc = subprocess.run([BIN, *args, "-o", str(out)], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         assert f"missing-image {len(by_file[gone])}" in proc.stdout
-        strict = runner.invoke(app, [*args, "-o", str(tmp_path / "strict"), "--strict"])
-        assert strict.exit_code == 1 and "missing-image" in strict.output
-    else:  # the embedding itself finds the file missing (it raised out of the shard sink before)
-        job = make_job(
-            input=str(work / "refcoco"),
-            output=str(out),
-            writer="ofa",
-            reader="refcoco",
-            format="tsv",
-            writer_options={"embed_images": True, "image_root": str(work / ROOT)},
-        )
-        tally = convert(job, RunOptions(progress=False)).tally
-        assert tally.reject_reasons == {"missing-image": len(by_file[gone])} and tally.balanced
-        strict = dataclasses.replace(job, output=str(tmp_path / "strict"), strict=True)
-        with pytest.raises(Exception, match="--strict: .*missing-image"):
-            convert(strict, RunOptions(progress=False))
+    else:  # the TSV container's own read finds it missing (it raised out of the shard sink before)
+        monkeypatch.setattr(SizeCheck, "__call__", pass_through)
+        result = runner.invoke(app, [*args, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+    strict = runner.invoke(app, [*args, "-o", str(tmp_path / "strict"), "--strict"])
+    assert strict.exit_code == 1 and "missing-image" in strict.output
     missing = [r for r in rejects(out) if r["reason"] == "missing-image"]
-    assert {r["position"] for r in missing} == by_file[gone] and all(gone in r["message"] for r in missing)
+    assert {r["position"] for r in missing} == by_file[gone]
+    assert all(gone in r["message"] and repr(r["position"]) in r["message"] for r in missing)
     everything = set().union(*by_file.values())
     assert written_ids(out, "tsv") == everything - by_file[gone]
     assert f"| missing-image | {len(by_file[gone])} |" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("kind", list(hostile_names(Path("/tmp/x"))))
+def test_ofa_writer_tsv_row_refuses_hostile_names(tmp_path, kind):
+    """The writer's own ``tsv_row`` (library use, ``embed_images``) goes through the same resolver."""
+    from grounding_convert.schema import ImageRef, Region, Sample
+    from grounding_convert.writers.ofa import OfaWriter
+
+    root = tmp_path / "a" / "b" / "c" / "d" / "root"
+    root.mkdir(parents=True)
+    (tmp_path / "secret.jpg").write_bytes(SECRET)
+    os.symlink(tmp_path / "secret.jpg", root / "link.jpg")
+    os.symlink(tmp_path, root / "up")
+    name = hostile_names(tmp_path)[kind]
+    writer = OfaWriter.from_mapping({"embed_images": True, "image_root": str(root)})
+    sample = Sample(
+        "s/1",
+        "refcoco",
+        "train",
+        ImageRef(name, "1", 16, 16),
+        "a cat",
+        regions=[Region("a cat", (0, 5), [[2, 2, 9, 9]])],
+    )
+    [record] = writer.render(sample, "rec", seed=0)
+    with pytest.raises(UnsafePath) as info:
+        writer.tsv_row(record)
+    assert repr(name) in info.value.message and MARKER.decode() not in info.value.message
