@@ -181,6 +181,9 @@ class _Converter:
         self.packer = None if job.turns == 1 else Packer(writer.conversation, job.turns, self._add_packed)
         # --image-root: each image's real size against the annotated one (images.py), cached per partition
         self.size_check = SizeCheck(job.image_root, job.size_mismatch) if job.image_root else None
+        # a sample without boxes makes no model record (filtered as no-task-applies), so its image is not
+        # needed; only the canonical "sample" task writes such samples (with their image size)
+        self.check_boxless = "sample" in self.tasks
 
     def __call__(self, sample: Sample) -> None:
         tally = self.tally
@@ -213,7 +216,7 @@ class _Converter:
         if self.wanted and sample.split != self.wanted:
             tally.count_filtered(sample.split, "split")
             return
-        if self.size_check is not None:
+        if self.size_check is not None and (self.check_boxless or any(region.boxes for region in sample.regions)):
             try:
                 sample, note = self.size_check(sample)
             except RecordError as exc:
