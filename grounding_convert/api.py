@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 READER_FLAGS = ("split", "split_by", "annotations", "text", "spans", "min_score", "image_root", "vg_image_data")
 #: the named model flags: writer option names
 WRITER_FLAGS = ("image_prefix", "template_file", "language", "embed_images", "image_root")
+#: flags the pipeline takes whatever the reader and writer (the --image-root size check)
+PIPELINE_FLAGS = ("image_root",)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class ConvertOptions:
     language: str | None = None
     embed_images: bool = False
     turns: int = 1  # qwen-vl, cogvlm: up to N records of one image and task packed into one conversation
+    size_mismatch: str = "reject"  # with image_root: an image whose real size differs — reject, rescale or trust
     reader_options: dict[str, Any] = field(default_factory=dict)  # any reader option (-O KEY=VALUE)
     writer_options: dict[str, Any] = field(default_factory=dict)  # any writer option (-W KEY=VALUE)
     progress: bool = False  # a tqdm bar (the CLI shows one unless --quiet)
@@ -198,7 +201,8 @@ def prepare(
         max_rejects=None if opts.max_rejects is None else str(opts.max_rejects),
         limit=opts.limit,
         turns=opts.turns,
-        image_root=opts.image_root if opts.format == "tsv" else None,
+        image_root=opts.image_root,  # TSV embeds from it; every format checks image sizes against it
+        size_mismatch=opts.size_mismatch,
     )
     return Conversion(job, run)
 
@@ -323,7 +327,7 @@ def route_options(
         if name in writer_fields and name in WRITER_FLAGS:
             writer_opts[name] = value
             taken = True
-        if not taken:
+        if not taken and name not in PIPELINE_FLAGS:
             raise UsageError(f"--{name.replace('_', '-')} does not apply to reader {reader!r} or writer {writer!r}")
     return reader_opts, writer_opts
 

@@ -93,6 +93,7 @@ REASONS = {
     "bad-text": "text is not valid UTF-8 or is empty",
     "missing-image": "the image is needed but cannot be found",
     "unsafe-path": "a file name from the input would reach outside the image root or output folder",
+    "size-mismatch": "the image under --image-root is not the size the annotation gives (--size-mismatch)",
     "bad-record": "the record cannot be parsed",
     "render-failed": "the writer cannot spell this sample",
 }
@@ -110,6 +111,9 @@ NOTES = {
     "clipped-box": "a box partly outside the image was clipped to it",
     "below-min-score": "a GRIT span below --min-score was dropped from its record",
     "telling-without-groundings": "Visual7W telling QA read without a grounding-annotations file",
+    "size-rescaled": "the image is not the annotated size; boxes scaled to it (--size-mismatch rescale)",
+    "size-mismatch-trusted": "the image is not the annotated size; annotation kept (--size-mismatch trust)",
+    "size-from-image": "the annotation has no image size; the image header under --image-root gave it",
     "split-ids-without-files": "Flickr30K ids a split file lists but whose Sentences file is absent (excerpts)",
 }
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import stat
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+from urllib.parse import unquote
 
 from .errors import RecordError
 
@@ -88,10 +91,52 @@ def join_under(root: str, name: object) -> str:
     Local roots go through :func:`resolve_under` (symlinks resolved); remote roots cannot hold symlinks
     that we could follow, so the normalized relative name is joined to them.
     """
-    if "://" in str(root) and not str(root).startswith("file://"):
-        return posixpath.join(str(root).rstrip("/"), safe_relative(name).as_posix())
+    if is_remote(root):
+        rel = safe_relative(name).as_posix()
+        if "?" in rel or "#" in rel:
+            raise UnsafePath(name, "holds a URL query or fragment")
+        if "%" in rel:  # a server may decode %2e%2e/ into ../ after our check
+            try:
+                safe_relative(unquote(rel, errors="strict"))
+            except UnicodeDecodeError:
+                raise UnsafePath(name, "holds a percent escape that is not UTF-8") from None
+            except UnsafePath:
+                raise UnsafePath(name, "climbs above its root once percent escapes are decoded") from None
+        return posixpath.join(str(root).rstrip("/"), rel)
     local = str(root)[len("file://") :] if str(root).startswith("file://") else str(root)
     return str(resolve_under(local, name))
+
+
+def is_remote(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` is an fsspec URL other than ``file://`` (no local symlinks to resolve there)."""
+    text = str(root)
+    return "://" in text and not text.startswith("file://")
+
+
+def open_under(root: str | os.PathLike[str], name: object) -> BinaryIO:
+    """Open the local file ``root/name`` for reading, refused like :func:`resolve_under`.
+
+    Opened without following a symlink swapped in after the check (``O_NOFOLLOW``) and without blocking
+    (a FIFO planted in an image folder must not hang the run); anything but a regular file is refused
+    with an ``OSError``, which callers report as ``missing-image`` like a file that is absent.
+    """
+    target = resolve_under(root, name)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(target, flags)
+    except OSError as exc:
+        if os.path.islink(target):  # replaced by a symlink between the check and the open
+            raise UnsafePath(name, "became a symlink while being opened") from exc
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{target} is not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def create_under(dest: str | os.PathLike[str], name: object) -> Path:

@@ -94,3 +94,47 @@ def test_writes_named_from_data_stay_new_and_inside(tmp_path):
     with pytest.raises(UnsafePath):
         write_new_under(dest, "../escape.jpg", b"x")
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["%2e%2e/secret.jpg", "a/%2E%2E/%2e%2e/x", "x.jpg?raw=1", "x.jpg#frag", "%ff.jpg"])
+def test_remote_roots_refuse_escapes_a_server_would_decode(name):
+    with pytest.raises(UnsafePath):
+        join_under("https://images.example.invalid/coco/", name)
+    assert join_under("https://images.example.invalid/coco/", "a%20b.jpg").endswith("/coco/a%20b.jpg")
+
+
+def test_open_under_reads_regular_files_only(tmp_path):
+    from grounding_convert.safe_paths import open_under
+
+    (tmp_path / "a.jpg").write_bytes(b"jpeg")
+    with open_under(tmp_path, "a.jpg") as fh:
+        assert fh.read() == b"jpeg"
+    os.mkfifo(tmp_path / "fifo.jpg")  # opening must neither block nor read it
+    (tmp_path / "dir.jpg").mkdir()
+    for name in ("fifo.jpg", "dir.jpg", "absent.jpg"):
+        with pytest.raises(OSError) as info:
+            open_under(tmp_path, name)
+        assert not isinstance(info.value, UnsafePath)
+    with pytest.raises(UnsafePath):
+        open_under(tmp_path, "../a.jpg")
+
+
+def test_fsspec_image_roots_get_the_same_rule():
+    import fsspec
+
+    from grounding_convert.images import ImageSizes, read_image
+    from grounding_convert.synth.images import jpeg_bytes
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/gc-safe-paths/root/a.jpg", jpeg_bytes(12, 8))
+    fs.pipe("/gc-safe-paths/secret.jpg", jpeg_bytes(5, 5))
+    sizes = ImageSizes("memory://gc-safe-paths/root")
+    assert sizes.size("a.jpg") == (12, 8)
+    assert read_image("memory://gc-safe-paths/root", "a.jpg") == jpeg_bytes(12, 8)
+    for name in ("../secret.jpg", "%2e%2e/secret.jpg", "/gc-safe-paths/secret.jpg"):
+        with pytest.raises(UnsafePath):
+            sizes.size(name)
+        with pytest.raises(UnsafePath):
+            read_image("memory://gc-safe-paths/root", name)
+    with pytest.raises(RecordError, match="missing-image"):
+        sizes.size("absent.jpg")

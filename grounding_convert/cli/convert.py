@@ -111,6 +111,9 @@ def convert_command(
             metavar="N",
         ),
     ] = D.turns,
+    size_mismatch: Annotated[
+        str, Opt(help="With --image-root, an image whose real size differs: reject, rescale (the boxes) or trust.")
+    ] = D.size_mismatch,
     reader_option: ReaderOption = None,
     writer_option: Annotated[
         list[str] | None, Opt("--writer-option", "-W", help="Any writer option KEY=VALUE.")
@@ -154,6 +157,7 @@ def convert_command(
             writer_options=parse_pairs(writer_option, "-W"),
             progress=not quiet,
             turns=turns,
+            size_mismatch=size_mismatch,
         )
         job = conversion.job
         typer.echo(

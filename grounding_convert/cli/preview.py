@@ -51,9 +51,11 @@ def preview_command(
             columns=columns,
             labels=labels,
         )
-        missing = result.missing_images
+        missing, unsafe = result.missing_images, result.unsafe_paths
         for problem in result.unparsable[:10]:
             typer.secho(f"  cannot decode {problem}", fg=typer.colors.RED, err=True)
+        for problem in unsafe[:10]:
+            typer.secho(f"  refused {problem}", fg=typer.colors.RED, err=True)
         if missing:
             typer.secho(
                 f"  {len(missing)} image(s) missing under {image_root} (drawn as grey tiles), e.g. {missing[0]}",
@@ -64,4 +66,5 @@ def preview_command(
             f"wrote {out}: {result.records} {result.writer} record(s)"
             + (f", {len(missing)} image(s) missing" if missing else "")
             + (f", {len(result.unparsable)} not decodable" if result.unparsable else "")
+            + (f", {len(unsafe)} unsafe image path(s) refused" if unsafe else "")
         )

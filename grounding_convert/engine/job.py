@@ -38,7 +38,9 @@ class Job:
     max_rejects: str | None = None
     limit: int | None = None
     turns: int = 1  # conversation writers: up to this many records of one image and task in one conversation
-    image_root: str | None = None  # image files for containers that embed them (OFA's TSV)
+    # --image-root: images for containers that embed them (OFA's TSV) and the pipeline's size check (images.py)
+    image_root: str | None = None
+    size_mismatch: str = "reject"  # --size-mismatch: reject | rescale | trust
 
     def identity(self) -> dict[str, Any]:
         """The options that shape the output bytes (not workers, engine, resume or the output path)."""

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ..errors import Filtered, GroundingConvertError, Note, ReaderCrash, RecordError, Reject, StrictStop
+from ..images import SizeCheck
 from ..output.containers import Container, container_for
 from ..output.packing import Packer, packed_schema
 from ..output.shards import PARTS_DIR, ShardSink
@@ -178,6 +179,11 @@ class _Converter:
         self.pending: list[Sample] = []
         # --turns N: records go through the packer, which hands finished conversations to the sinks
         self.packer = None if job.turns == 1 else Packer(writer.conversation, job.turns, self._add_packed)
+        # --image-root: each image's real size against the annotated one (images.py), cached per partition
+        self.size_check = SizeCheck(job.image_root, job.size_mismatch) if job.image_root else None
+        # a sample without boxes makes no model record (filtered as no-task-applies), so its image is not
+        # needed; only the canonical "sample" task writes such samples (with their image size)
+        self.check_boxless = "sample" in self.tasks
 
     def __call__(self, sample: Sample) -> None:
         tally = self.tally
@@ -210,6 +216,15 @@ class _Converter:
         if self.wanted and sample.split != self.wanted:
             tally.count_filtered(sample.split, "split")
             return
+        if self.size_check is not None and (self.check_boxless or any(region.boxes for region in sample.regions)):
+            try:
+                sample, note = self.size_check(sample)
+            except RecordError as exc:
+                self.flush()
+                self.reject_sample(sample, exc)
+                return
+            if note is not None:
+                tally.notes[note] += 1
         pending = self.pending
         try:
             batchable = self.batchable is not None and self.batchable(sample)
@@ -261,9 +276,7 @@ class _Converter:
         try:
             self.container.check(sample)  # OFA's TSV: the image must be readable
         except RecordError as exc:
-            self.reject(
-                Reject(exc.reason, exc.message, self.partition.source, sample.id, raw=exc.raw, split=sample.split)
-            )
+            self.reject_sample(sample, exc)
             return
         examples = tally.examples
         for task, records in rendered:
@@ -272,6 +285,11 @@ class _Converter:
                     examples[task] = records[0]
                 self.emit(sample.split or UNSPLIT, records)
         tally.count_written(sample, per_task)
+
+    def reject_sample(self, sample: Sample, exc: RecordError) -> None:
+        """A RecordError raised for one sample outside its reader, as a reject naming the sample."""
+        message = f"sample {sample.id!r}: {exc.message}"
+        self.reject(Reject(exc.reason, message, self.partition.source, sample.id, raw=exc.raw, split=sample.split))
 
     def emit(self, split: str, records: list[dict[str, Any]]) -> None:
         """Records to their shards: through the packer (``--turns``), per file group, or all at once."""

@@ -18,6 +18,8 @@ import fsspec
 from tqdm import tqdm
 
 from ..errors import InputFileError, StrictStop, UsageError
+from ..images import POLICIES as SIZE_POLICIES
+from ..option_types import Choice, check
 from ..output.containers import check_format
 from ..output.finalize import Finalized, finalize
 from ..output.packing import check_turns
@@ -25,6 +27,7 @@ from ..output.shards import PARTS_DIR
 from ..output.storage import Store
 from ..plugins import detect_reader, get_reader, get_writer
 from ..readers.base import Partition, build_options
+from ..safe_paths import is_remote
 from ..writers.base import check_tasks
 from .checks import checked_job_options, checked_run_options
 from .job import JOB_FILE, PLAN_FILE, Job, describe_difference, parse_max_rejects
@@ -78,6 +81,7 @@ def make_job(
     kwargs = checked_job_options(kwargs)
     check_format(fmt, writer_cls.formats, writer, kwargs.get("image_root"))
     check_turns(kwargs.get("turns", 1), writer_cls)
+    check_image_options(kwargs.get("image_root"), kwargs.get("size_mismatch", "reject"))
     kwargs["reader_options"] = _typed(
         get_reader(reader_name).Options, kwargs.get("reader_options") or {}, f"reader {reader_name!r}"
     )
@@ -85,6 +89,13 @@ def make_job(
     if fmt == "tsv" and kwargs["writer_options"].get("image_prefix"):
         raise UsageError("--image-prefix does not apply to --format tsv (its image column holds the image bytes)")
     return Job(input=input, reader=reader_name, writer=writer, output=output, tasks=chosen, **kwargs)
+
+
+def check_image_options(image_root: str | None, size_mismatch: str) -> None:
+    """``--size-mismatch`` is one of the policies; a local ``--image-root`` is an existing folder."""
+    check("--size-mismatch", Choice(SIZE_POLICIES), size_mismatch)
+    if image_root is not None and not is_remote(image_root) and not os.path.isdir(image_root):
+        raise InputFileError(image_root, "folder not found", "--image-root: the folder of the dataset's images")
 
 
 def _typed(options_cls: type, values: dict[str, Any], owner: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..errors import RecordError, UsageError
-from ..safe_paths import resolve_under
+from ..images import read_image
 from ..schema import Sample
 
 #: containers every writer can fill; others (``tsv``) only the writers that list them in ``Writer.formats``
@@ -104,7 +104,7 @@ class OfaTsv(Container):
 
     OFA decodes the image with ``base64.urlsafe_b64decode`` (refcoco_dataset.py L129), which also accepts the
     standard alphabet OFA's README L200 writes with ``base64.b64encode``.  Images are read from ``image_root``
-    through ``safe_paths.resolve_under``; one that cannot be read rejects its sample (``missing-image``).
+    through ``images.read_image`` (safe_paths); one that cannot be read rejects its sample (``missing-image``).
     """
 
     name = extension = "tsv"
@@ -137,13 +137,7 @@ class OfaTsv(Container):
         if cached is not None:
             self._images.move_to_end(name)
             return cached
-        path = resolve_under(self.image_root, name)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise RecordError(
-                "missing-image", f"cannot read image {name!r} under {self.image_root!r} ({exc.strerror})", name
-            ) from exc
+        data = read_image(self.image_root, name)  # safe_paths: unsafe-path / missing-image, regular files only
         encoded = self._images[name] = base64.b64encode(data).decode("ascii")
         if len(self._images) > self.CACHE:
             self._images.popitem(last=False)

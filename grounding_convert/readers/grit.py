@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from .. import boxes
 from ..errors import Filtered, InputFileError, Note, RecordError, Reject
 from ..option_types import MIN_SCORE, PER_PARTITION, bounded
+from ..safe_paths import UnsafePath, safe_relative
 from ..schema import ImageRef, Region, Sample, grit_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -209,8 +210,12 @@ class GritReader(Reader):
                 for member in tar:
                     if not member.isfile() or not member.name.endswith(".json"):
                         continue
-                    key = Path(member.name).stem
                     position = member.name
+                    try:  # a member name is data too: one that climbs or is absolute marks a hostile tar
+                        key = safe_relative(member.name).stem
+                    except UnsafePath as exc:
+                        yield Reject(exc.reason, f"{source}: member {exc.message}", source, position, exc.raw)
+                        continue
                     handle = tar.extractfile(member)
                     data = handle.read() if handle is not None else b""
                     try:

@@ -20,15 +20,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import ijson
 import orjson
-from PIL import Image
 
 from .. import boxes
 from ..errors import Filtered, InputFileError, Note, RecordError, Reject, UsageError
+from ..images import header_size, open_image
 from ..option_types import PER_PARTITION, bounded
+from ..safe_paths import UnsafePath
 from ..schema import ImageRef, Region, Sample, visual7w_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -169,11 +170,16 @@ class Visual7wReader(Reader):
             if image_id is None:
                 sizes[image_id] = RecordError("missing-key", "image record has no image_id")
                 continue
-            if self.options.image_root:
-                path = Path(self.options.image_root) / str(name)
-                if path.is_file():
-                    sizes[image_id] = _header_size(path)
+            if self.options.image_root:  # the name comes from the data: opened only under the root
+                try:
+                    with open_image(self.options.image_root, str(name)) as fh:
+                        sizes[image_id] = _header_size(fh, name)
                     continue
+                except UnsafePath as exc:
+                    sizes[image_id] = exc
+                    continue
+                except RecordError:  # missing: VG's image_data.json may still know the size
+                    pass
             missing[image_id] = str(name)
         vg = _vg_sizes(self.options.vg_image_data, set(missing)) if self.options.vg_image_data else {}
         for image_id, name in missing.items():
@@ -434,12 +440,8 @@ def _vg_sizes(path: str, image_ids: set[Any]) -> dict[Any, tuple[int, int] | Rec
     return sizes
 
 
-def _header_size(path: Path) -> tuple[int, int] | RecordError:
+def _header_size(fh: BinaryIO, name: object) -> tuple[int, int] | RecordError:
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except (OSError, SyntaxError, ValueError) as exc:
-        return RecordError("bad-size", f"cannot read the image header of {path} ({exc})")
-    if width <= 0 or height <= 0:
-        return RecordError("bad-size", f"{path} has size {width}x{height}")
-    return width, height
+        return header_size(fh)
+    except Exception as exc:  # not an image, truncated, a size of zero
+        return RecordError("bad-size", f"cannot read the image header of {name!r} ({exc})")

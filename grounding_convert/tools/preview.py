@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fsspec
 from PIL import Image, ImageDraw, ImageFont
 
 from ..boxes import normalize, normalized_to_pixels
 from ..errors import RecordError, UsageError
+from ..images import open_image
 from ..option_types import COLUMNS, PREVIEW_RECORDS, SCALE, SEED, TILE, check
 from ..output.finalize import MANIFEST
 from ..output.storage import Store
 from ..plugins import get_writer
+from ..safe_paths import UnsafePath, is_remote, join_under, resolve_under, safe_relative
 from ..schema import Box
 from ..writers.base import COMMON_FIELDS, Decoded, Writer
 from .validate import iter_records, unpacked
@@ -68,6 +69,7 @@ class Tile:
     size: tuple[int, int]  # display width, height
     decoded: list[Decoded] = field(default_factory=list)
     missing: bool = False
+    unsafe: bool = False  # the image name would leave the image root: refused, not read
     error: str | None = None
     origin: tuple[int, int] | None = None  # top-left of the image on the PNG sheet
     texts: list[tuple[str, str]] = field(default_factory=list)
@@ -99,7 +101,12 @@ class PreviewResult:
 
     @property
     def unparsable(self) -> list[str]:
-        return [f"{t.record_id}: {t.error}" for t in self.tiles if t.error]
+        return [f"{t.record_id}: {t.error}" for t in self.tiles if t.error and not t.unsafe]
+
+    @property
+    def unsafe_paths(self) -> list[str]:
+        """Tiles whose image name was refused (``unsafe-path``): record id and the refusal."""
+        return [f"{t.record_id}: {t.error}" for t in self.tiles if t.unsafe]
 
 
 def render_preview(
@@ -212,16 +219,26 @@ def strip_prefix(path: str, prefix: str | None) -> str:
 
 
 def image_location(record: dict[str, Any], image_root: str | None, prefix: str | None) -> str:
-    rel = strip_prefix(_record_image(record), prefix)
-    if image_root is None:
-        return rel
-    return posixpath.join(str(image_root).rstrip("/"), rel.lstrip("/"))
+    """Where the record's image is (shown on its tile): the image root joined with the normalized name.
+
+    The name comes from the data, so it goes through safe_paths: one that would leave the root raises
+    :class:`~grounding_convert.safe_paths.UnsafePath` (the tile says so; nothing is read).
+    """
+    root, rel = _root(image_root), strip_prefix(_record_image(record), prefix)
+    if is_remote(root):
+        return join_under(root, rel)
+    resolve_under(root, rel)
+    return posixpath.join(root.rstrip("/") or "/", safe_relative(rel).as_posix())
 
 
-def _open_image(location: str) -> Image.Image | None:
+def _root(image_root: str | None) -> str:
+    return "." if image_root is None else str(image_root)
+
+
+def _open_image(image_root: str | None, name: str) -> Image.Image | None:
     """The image as RGB, or None when it cannot be found or decoded (drawn as a grey tile instead)."""
     try:
-        with fsspec.open(location, "rb") as fh:
+        with open_image(_root(image_root), name) as fh:
             image = Image.open(io.BytesIO(fh.read()))
             image.load()
     except Exception:  # missing, unreadable, not an image: all shown as "image missing"
@@ -276,9 +293,14 @@ def _tile(
     font: Any,
 ) -> tuple[Tile, Image.Image]:
     rid = str(record.get("id"))
-    location = image_location(record, image_root, prefix)
     width, height = _record_size(record)
     texts = record_texts(record)
+    try:
+        location = image_location(record, image_root, prefix)
+    except UnsafePath as exc:  # a hostile name: say so on the tile, read nothing
+        info = Tile(rid, _task(record), _record_image(record), (tile, tile), (tile, tile), texts=texts)
+        info.unsafe, info.error = True, f"{exc.reason}: {exc.message}"
+        return info, _message_image((tile, tile), info.error, font)
     if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
         info = Tile(
             rid,
@@ -297,7 +319,7 @@ def _tile(
         info.decoded = writer.parse(record)
     except RecordError as exc:
         info.error = f"{exc.reason}: {exc.message}"
-    source = _open_image(location)
+    source = _open_image(image_root, strip_prefix(_record_image(record), prefix))
     if source is None:
         info.missing = True
         image = _message_image(size, f"image missing: {location}", font)

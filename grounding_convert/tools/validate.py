@@ -15,11 +15,12 @@ import orjson
 import pyarrow.parquet as pq
 
 from ..boxes import max_abs_error
-from ..errors import RecordError, UsageError
+from ..errors import InputFileError, RecordError, UsageError
 from ..output.finalize import MANIFEST
 from ..output.packing import TURN_IDS, unpack
 from ..output.storage import Store
 from ..plugins import get_reader, get_writer
+from ..safe_paths import UnsafePath, resolve_under, safe_relative
 from ..schema import Box, Sample
 from ..writers.base import Writer, grounded_regions, ordered_spans
 
@@ -47,9 +48,13 @@ class Report:
 
 
 def iter_records(store: Store, shards: list[dict[str, Any]], fmt: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(shard file, record) for every record, streaming."""
+    """(shard file, record) for every record, streaming.
+
+    Shard names come from ``manifest.json``, which may be a stranger's (validating a published output):
+    a name that would leave the output folder is refused as a whole-file problem before anything is read.
+    """
     for shard in shards:
-        with store.open(shard["file"], "rb") as fh:
+        with store.open(shard_name(store, shard.get("file") if isinstance(shard, dict) else None), "rb") as fh:
             if fmt == "parquet":
                 for batch in pq.ParquetFile(fh).iter_batches(batch_size=2048):
                     for row in batch.to_pylist():
@@ -92,6 +97,17 @@ def unpacked(records: Iterator[tuple[str, dict[str, Any]]], writer: Writer, turn
             continue
         for part in parts:
             yield shard, part
+
+
+def shard_name(store: Store, name: object) -> str:
+    """A manifest's shard name, checked to stay inside the output folder (safe_paths)."""
+    try:
+        rel = safe_relative(name).as_posix()
+        if store.is_local:
+            resolve_under(store.root, rel)
+    except UnsafePath as exc:
+        raise InputFileError(store.path(MANIFEST), exc.message, "shard files inside the output folder") from None
+    return rel
 
 
 def index_source(source: str, reader_name: str, reader_options: dict[str, Any]) -> dict[str, Sample]:

@@ -27,13 +27,14 @@ import base64
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 
 from .. import boxes as B
 from ..errors import RecordError
+from ..images import read_image
 from ..schema import Box, Region, Sample
 from .base import Decoded, RecordRandom, Writer, WriterOptions, ordered_spans, record_size
 
@@ -145,16 +146,15 @@ class OfaWriter(Writer):
     def _embed(self, record: dict[str, Any]) -> str:
         # OFA decodes with base64.urlsafe_b64decode, which also accepts the standard alphabet that OFA's
         # README tells users to write with base64.b64encode.
-        root = self.options.image_root
-        path = Path(root) / str(record["image"]).lstrip("/") if root else Path(str(record["image"]))
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise RecordError(
-                "missing-image",
-                f"record {record.get('id')!r}: cannot read image {str(path)!r} to embed ({exc})",
-            ) from exc
-        return base64.b64encode(data).decode("ascii")
+        # The name comes from the data: read only under the image root (safe_paths, via images.py); a
+        # hostile name raises unsafe-path, an unreadable file missing-image, and the pipeline rejects the
+        # sample.  Without --image-root the root is a local --image-prefix, else the working directory.
+        prefix, image = self.options.image_prefix, str(record["image"])
+        head = prefix.rstrip("/") + "/" if prefix else None
+        if head and image.startswith(head):
+            image = image[len(head) :]  # the dataset-relative name, as preview reads it
+        root = self.options.image_root or prefix or "."
+        return base64.b64encode(read_image(root, image)).decode("ascii")
 
     # --- parsing -------------------------------------------------------------------------------------
 
