@@ -154,7 +154,10 @@ def test_summary_and_card_count_mismatches_through_the_cli(native, tmp_path):
     result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "r"), "--size-mismatch", "rescale"])
     assert result.exit_code == 0 and f"size-rescaled {count}" in result.output
     result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "b"), "--size-mismatch", "shrink"])
-    assert result.exit_code == 2 and "--size-mismatch takes reject, rescale, trust" in result.output
+    assert (
+        result.exit_code == 2
+        and "Invalid value for '--size-mismatch': shrink (accepted: one of reject, rescale, trust)" in result.output
+    )
     result = CliRunner().invoke(app, [*args[:-3], "--image-root", str(tmp_path / "nowhere"), "-o", str(tmp_path / "n")])
     assert result.exit_code == 2 and "folder not found" in result.output
     strict = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "s"), "--strict"])
