@@ -32,6 +32,7 @@ from zlib import crc32
 import orjson
 
 from ..errors import RecordError, UsageError
+from ..images import open_image
 from ..output.finalize import MANIFEST
 from ..output.storage import Store
 from ..safe_paths import UnsafePath, create_under, open_new, resolve_under
@@ -288,7 +289,13 @@ def _write_image(
         return
     log.add(image_path.relative_to(dest.resolve()).as_posix())
     if copy:
-        with open(source, "rb") as src, os.fdopen(open_new(image_path), "wb") as out:
+        # open_image: O_NOFOLLOW and regular files only, so a symlink swapped in after the check is not read
+        try:
+            src = open_image(root, group.names[0])
+        except RecordError as exc:  # swapped for a symlink or a FIFO since the check: skipped, counted
+            result.skipped[exc.reason] += 1
+            return
+        with src, os.fdopen(open_new(image_path), "wb") as out:
             shutil.copyfileobj(src, out)
     else:
         os.symlink(source, image_path)
