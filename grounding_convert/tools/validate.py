@@ -2,7 +2,8 @@
 
 Every record is checked for its schema and for well-formed, in-range box tokens (the writer's own
 ``parse``).  Given the source dataset, every decoded box is compared with the canonical box it was
-written from, and must lie within one quantization step of the model (per axis).
+written from, and must lie within one quantization step of the model (per axis); for an output re-targeted from another
+writer's records (``--from records``), within the sum of both writers' steps.
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ def validate(
         samples = index_source(source, reader or job["reader"], reader_options or dict(job.get("reader_options", {})))
     else:
         samples = None
+    carried = _carried_tolerance(job)
     report = Report(shards=len(manifest["shards"]))
     names = set(schema_names) - {TURN_IDS}
     for shard_file, record in unpacked(iter_records(store, manifest["shards"], job["format"]), writer, turns):
@@ -174,8 +176,23 @@ def validate(
             report.missing_sources += 1
             report.fail(f"{where}: sample {sample_id!r} is not in the source")
             continue
-        _compare(report, writer, record, sample, boxes, where)
+        _compare(report, writer, record, sample, boxes, where, carried)
     return report
+
+
+def _carried_tolerance(job: dict[str, Any]) -> Any:
+    """For an output made from records (``--from records``): the step those records already carried.
+
+    Re-targeted boxes went through two quantizers, so they may be off by both steps (per axis).
+    """
+    try:
+        reader = get_reader(job["reader"])
+    except UsageError:
+        return None
+    carried = getattr(reader, "carried_tolerance", None)
+    if carried is None:
+        return None
+    return lambda w, h: carried(job["input"], w, h)
 
 
 def _size(record: dict[str, Any]) -> tuple[int, int]:
@@ -186,10 +203,19 @@ def _size(record: dict[str, Any]) -> tuple[int, int]:
 
 
 def _compare(
-    report: Report, writer: Writer, record: dict[str, Any], sample: Sample, boxes: list[Box], where: str
+    report: Report,
+    writer: Writer,
+    record: dict[str, Any],
+    sample: Sample,
+    boxes: list[Box],
+    where: str,
+    carried: Any = None,
 ) -> None:
     w, h = sample.image.width, sample.image.height
     sx, sy = writer.tolerance(w, h)
+    if carried is not None:  # the sum of both tolerances
+        cx, cy = carried(w, h)
+        sx, sy = sx + cx, sy + cy
     expected = expected_boxes(sample, record)
     if expected is not None and len(expected) != len(boxes):
         report.fail(f"{where}: decoded {len(boxes)} box(es), the source has {len(expected)}")
