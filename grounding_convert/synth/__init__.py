@@ -25,17 +25,23 @@ GENERATORS = {
     "refcocog": "refcoco",
     "visual7w": "visual7w",
     "grit": "grit",
+    "coco": "coco",
+    "mdetr": "coco:generate_mdetr",
+    "odvg": "odvg",
+    "refcoco-hf": "refcoco_hf",
+    "records": "records",
 }
 
 
 def generate(dataset: str, output: Path, images: int, seed: int, **options: Any) -> dict[str, int]:
     if dataset not in GENERATORS:
         raise UsageError(f"no synth generator for {dataset!r} (have: {', '.join(GENERATORS)})")
-    module = import_module(f"{__name__}.{GENERATORS[dataset]}")
-    options = checked_options(dataset, module.generate, options)
-    if dataset.startswith("refcoco"):
+    module_name, _, function = GENERATORS[dataset].partition(":")
+    generate_fn = getattr(import_module(f"{__name__}.{module_name}"), function or "generate")
+    options = checked_options(dataset, generate_fn, options)
+    if dataset in ("refcoco", "refcoco+", "refcocog"):
         options.setdefault("dataset", dataset)
-    return module.generate(Path(output), images=images, seed=seed, **options)
+    return generate_fn(Path(output), images=images, seed=seed, **options)
 
 
 def checked_options(dataset: str, generate_fn: Any, values: dict[str, Any]) -> dict[str, Any]:
