@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 # The suite never touches the network: datasets/transformers must not try the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Plan-time caches (the coco/mdetr spill, fetched remote inputs) go to a throwaway folder, not ~/.cache.
+os.environ.setdefault("GROUNDING_CONVERT_CACHE", tempfile.mkdtemp(prefix="grounding-convert-test-cache-"))
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
