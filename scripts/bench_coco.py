@@ -54,24 +54,52 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     started = time.perf_counter()
-    counts = generate("coco", args.work / "in", images=args.images, seed=0, write_images=False,
-                      annotations_per_image=args.per_image, shuffle=True)  # fmt: skip
+    counts = generate(
+        "coco",
+        args.work / "in",
+        images=args.images,
+        seed=0,
+        write_images=False,
+        annotations_per_image=args.per_image,
+        shuffle=True,
+    )
     source = args.work / "in" / "annotations" / "instances_train2017.json"
     size = source.stat().st_size
-    print(f"generated {counts['annotations']:,} annotations on {counts['images']:,} images, shuffled: "
-          f"{size / 1e9:.2f} GB in {time.perf_counter() - started:.0f}s")  # fmt: skip
+    print(
+        f"generated {counts['annotations']:,} annotations on {counts['images']:,} images, shuffled: "
+        f"{size / 1e9:.2f} GB in {time.perf_counter() - started:.0f}s"
+    )
     checksums = {}
     for workers in (1, 2):
         out = args.work / f"out-w{workers}"
-        command = [BIN, "convert", "--from", "coco", "--to", args.writer, "--tasks", args.tasks, "-i", str(source),
-                   "-o", str(out), "--workers", str(workers), "--quiet", "-O", f"cache_dir={args.work / f'cache-w{workers}'}"]  # fmt: skip
+        command = [
+            BIN,
+            "convert",
+            "--from",
+            "coco",
+            "--to",
+            args.writer,
+            "--tasks",
+            args.tasks,
+            "-i",
+            str(source),
+            "-o",
+            str(out),
+            "--workers",
+            str(workers),
+            "--quiet",
+            "-O",
+            f"cache_dir={args.work / f'cache-w{workers}'}",
+        ]
         seconds, peak, _ = timed(command)
         manifest = json.loads((out / "manifest.json").read_text())
         c = manifest["counts"]
         checksums[workers] = [(s["file"], s["sha256"]) for s in manifest["shards"]]
-        print(f"workers={workers}: {seconds:.0f}s wall, peak RSS {peak / 1024:.0f} MB; read {c['read']:,}, "
-              f"written {c['written']:,}, records {sum(sum(t.values()) for t in c['records'].values()):,}, "
-              f"notes {c['notes']}; {len(checksums[workers])} shards")  # fmt: skip
+        print(
+            f"workers={workers}: {seconds:.0f}s wall, peak RSS {peak / 1024:.0f} MB; read {c['read']:,}, "
+            f"written {c['written']:,}, records {sum(sum(t.values()) for t in c['records'].values()):,}, "
+            f"notes {c['notes']}; {len(checksums[workers])} shards"
+        )
     same = checksums[1] == checksums[2]
     print(f"outputs of 1 and 2 workers identical: {same}")
     if not args.keep:

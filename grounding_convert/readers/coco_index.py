@@ -132,7 +132,7 @@ def build(path: Path, folder: Path, images_per_partition: int, expected: str) ->
         if part == len(image_counts):
             if handle is not None:
                 handle.close()
-            handle = open(folder / f"images-{part:05d}.jsonl", "wb")
+            handle = open(folder / f"images-{part:05d}.jsonl", "wb")  # noqa: SIM115 - one per partition, closed above
             image_counts.append(0)
         image_id = image.get("id") if isinstance(image, dict) else None
         hashable = isinstance(image_id, int | str) and not isinstance(image_id, bool)
@@ -220,11 +220,9 @@ def require_keys(path: Path, expected: str) -> None:
 
 def read_lines(path: Path) -> Iterator[dict[str, Any]]:
     """The spilled records of one file (absent file: none)."""
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
+    if not path.exists():
         return
-    with handle:
+    with open(path, "rb") as handle:
         for line in handle:
             yield orjson.loads(line)
 
@@ -242,7 +240,9 @@ def _line(record: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(record, default=_jsonable) + b"\n"
     except orjson.JSONEncodeError:
-        return orjson.dumps({"n": record["n"], "bad": "holds text that is not valid Unicode (a lone surrogate)"}) + b"\n"
+        return (
+            orjson.dumps({"n": record["n"], "bad": "holds text that is not valid Unicode (a lone surrogate)"}) + b"\n"
+        )
 
 
 def _encodable(value: Any) -> bool:

@@ -66,7 +66,9 @@ def image_ref(image: Any) -> ImageRef:
         raise Problem("wrong-type", f"image entry is a {type(image).__name__}, not an object")
     image_id = image.get("id")
     if not (is_int(image_id) or isinstance(image_id, str)):
-        raise Problem("missing-key" if "id" not in image else "wrong-type", f"image entry has no usable id: {image_id!r}")
+        raise Problem(
+            "missing-key" if "id" not in image else "wrong-type", f"image entry has no usable id: {image_id!r}"
+        )
     width, height = image.get("width"), image.get("height")
     if not all(is_number(v) and v > 0 and float(v).is_integer() for v in (width, height)):
         raise Problem("bad-size", f"image {image_id} has width/height {width!r}/{height!r}")
@@ -129,9 +131,7 @@ class CocoLayoutReader(Reader):
         index = coco_index.ensure(path, size, self.options.cache_dir, self.expected)
         self.check_categories(path, index.categories)
         common = {"file": str(path), "spill": str(index.folder), "split": split}
-        parts = [
-            Partition(i, f"images-{i:05d}", str(path), {**common, "part": i}) for i in range(len(index.images))
-        ]
+        parts = [Partition(i, f"images-{i:05d}", str(path), {**common, "part": i}) for i in range(len(index.images))]
         if index.orphans:
             parts.append(Partition(len(parts), "orphans", str(path), {**common, "part": -1}))
         return parts

@@ -68,8 +68,10 @@ class MdetrReader(CocoLayoutReader):
         if not p.is_file() or p.suffix != ".json":
             return False
         head = coco_index.head(p)
-        return head.lstrip().startswith(b"{") and (b'"tokens_positive"' in head or b'"caption"' in head) and (
-            b'"images"' in head or b'"annotations"' in head
+        return (
+            head.lstrip().startswith(b"{")
+            and (b'"tokens_positive"' in head or b'"caption"' in head)
+            and (b'"images"' in head or b'"annotations"' in head)
         )
 
     def samples(

@@ -100,7 +100,7 @@ class OdvgReader(Reader):
         if self.options.label_map:
             given = Path(self.options.label_map)
             if not given.is_file():
-                raise InputFileError(str(given), "not found", "an ODVG label map JSON ({\"0\": \"name\", …})")
+                raise InputFileError(str(given), "not found", 'an ODVG label map JSON ({"0": "name", …})')
             return given
         found = sorted(p for p in path.parent.glob("*label_map*.json") if p.is_file())
         return found[0] if len(found) == 1 else None
@@ -115,7 +115,11 @@ class OdvgReader(Reader):
                 first = orjson.loads(handle.readline())
         except (OSError, orjson.JSONDecodeError):
             return False
-        return isinstance(first, dict) and "filename" in first and bool({"detection", "grounding", "referring"} & set(first))
+        return (
+            isinstance(first, dict)
+            and "filename" in first
+            and bool({"detection", "grounding", "referring"} & set(first))
+        )
 
     def plan(self, input_path: str) -> list[Partition]:
         path = Path(input_path)
@@ -178,7 +182,9 @@ class OdvgReader(Reader):
                 except _Problem as exc:
                     yield Reject(exc.reason, f"{source}: {where}: {exc.message}", source, where, record)
 
-    def _record(self, record: Any, labels: dict[str, str], sample_id: str, source: str, where: str) -> Iterator[ReadItem]:
+    def _record(
+        self, record: Any, labels: dict[str, str], sample_id: str, source: str, where: str
+    ) -> Iterator[ReadItem]:
         if not isinstance(record, dict):
             raise _Problem("wrong-type", f"is a {type(record).__name__}, not an object")
         file_name = record.get("filename")
@@ -211,7 +217,9 @@ class OdvgReader(Reader):
             if not isinstance(name, str) or not name.strip():
                 name = labels.get(str(label)) if isinstance(label, int) and not isinstance(label, bool) else None
             if not isinstance(name, str) or not name.strip():
-                raise _Problem("unknown-reference", f"instance {k}: label {label!r} has no category nor label map entry")
+                raise _Problem(
+                    "unknown-reference", f"instance {k}: label {label!r} has no category nor label map entry"
+                )
             box, was = _box(instance.get("bbox"), image.width, image.height)  # type: ignore[arg-type]
             clipped += was
             key = (label if isinstance(label, int) and not isinstance(label, bool) else 1 << 40, name.strip())
@@ -227,8 +235,15 @@ class OdvgReader(Reader):
             text += name
         if clipped:
             yield Note("clipped-box", clipped)
-        yield Sample(id=sample_id, dataset="odvg", split=None, image=image, text=text + " .", regions=regions,
-                     meta={"mode": "detection"})  # fmt: skip
+        yield Sample(
+            id=sample_id,
+            dataset="odvg",
+            split=None,
+            image=image,
+            text=text + " .",
+            regions=regions,
+            meta={"mode": "detection"},
+        )
 
     def _grounding(self, value: Any, image: ImageRef, sample_id: str) -> Iterator[ReadItem]:
         if not isinstance(value, dict):
@@ -270,8 +285,15 @@ class OdvgReader(Reader):
         regions.sort(key=lambda r: (r.span is None, r.span or (0, 0)))
         if clipped:
             yield Note("clipped-box", clipped)
-        yield Sample(id=sample_id, dataset="odvg", split=None, image=image, text=caption, regions=regions,
-                     meta={"mode": "grounding"})  # fmt: skip
+        yield Sample(
+            id=sample_id,
+            dataset="odvg",
+            split=None,
+            image=image,
+            text=caption,
+            regions=regions,
+            meta={"mode": "grounding"},
+        )
 
     def _referring(self, value: Any, image: ImageRef, sample_id: str) -> Iterator[ReadItem]:
         items = value if isinstance(value, list) else value.get("instances") if isinstance(value, dict) else None
@@ -309,7 +331,11 @@ def _spans(value: Any, caption: str, k: int) -> list[tuple[int, int]]:
         raise _Problem("bad-span", f"region {k} tokens_positive {value!r} is not a non-empty list")
     out = []
     for span in value:
-        ok = isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
+        ok = (
+            isinstance(span, list)
+            and len(span) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
+        )
         if not ok or not 0 <= span[0] < span[1] <= len(caption) or not caption[span[0] : span[1]].strip():
             raise _Problem("bad-span", f"region {k} span {span!r} does not fit the {len(caption)}-char caption")
         out.append((span[0], span[1]))

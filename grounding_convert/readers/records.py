@@ -21,7 +21,8 @@ back within the writer's quantization step (``Writer.tolerance``), and the recor
   (note ``pointing-not-recovered``): their question is inside a writer-specific prompt.
 
 A record ``parse`` refuses is rejected with the writer's reason; the rest of its sample is kept.
-``validate`` of a re-targeted output adds this writer's step to the new writer's (:meth:`RecordsReader.carried_tolerance`).
+``validate`` of a re-targeted output adds this writer's step to the new writer's
+(:meth:`RecordsReader.carried_tolerance`).
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputFileError, Note, RecordError, Reject, UsageError
+from ..safe_paths import UnsafePath, resolve_under
 from ..schema import Box, ImageRef, Region, Sample
 from ..writers.base import Decoded, Writer
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
 MANIFEST = "manifest.json"
 EXPECTED = "a finished grounding-convert output folder (manifest.json + data/ shards)"
+MAX_REGIONS = 10_000  # a record id ``…/rec/<i>`` beyond this is damage, not a region (placeholders fill gaps)
 
 Entity = tuple[int | None, int]  # (phrase start or None when the spelling does not mark it, phrase end)
 
@@ -154,7 +157,9 @@ class RecordsReader(Reader):
     def manifest(input_path: str) -> dict[str, Any]:
         path = Path(input_path) / MANIFEST
         if not Path(input_path).is_dir():
-            raise InputFileError(input_path, "is not a folder" if Path(input_path).exists() else "does not exist", EXPECTED)
+            raise InputFileError(
+                input_path, "is not a folder" if Path(input_path).exists() else "does not exist", EXPECTED
+            )
         try:
             data = orjson.loads(path.read_bytes())
             job = data["job"]
@@ -172,7 +177,11 @@ class RecordsReader(Reader):
         job = cls.manifest(input_path)["job"]
         if job["writer"] == "canonical":
             raise UsageError(f"{input_path} holds canonical samples: read it with --from canonical")
-        return get_writer(job["writer"]).from_mapping(dict(job.get("writer_options") or {}))
+        try:
+            return get_writer(str(job["writer"])).from_mapping(dict(job.get("writer_options") or {}))
+        except (UsageError, TypeError, ValueError) as exc:
+            where = str(Path(input_path) / MANIFEST)
+            raise InputFileError(where, f"names a writer this tool cannot build ({exc})", EXPECTED) from None
 
     @classmethod
     def carried_tolerance(cls, input_path: str, width: int, height: int) -> tuple[float, float]:
@@ -201,11 +210,20 @@ class RecordsReader(Reader):
         self.writer_of(input_path)  # unknown writer / bad options: a usage problem, at plan time
         job = data["job"]
         by_split: dict[str, list[str]] = {}
+        where = str(Path(input_path) / MANIFEST)
         for shard in data["shards"]:
-            file = str(Path(input_path) / shard["file"])
+            try:
+                file = str(resolve_under(input_path, shard["file"]))
+                split = shard.get("split") or "train"
+            except (UnsafePath, KeyError, TypeError, AttributeError) as exc:
+                raise InputFileError(
+                    where, f"lists a shard that is not a file of this output ({exc})", EXPECTED
+                ) from None
+            if not isinstance(split, str):
+                raise InputFileError(where, f"lists a shard whose split is {split!r}", EXPECTED)
             if not Path(file).is_file():
                 raise InputFileError(file, "is listed in manifest.json but missing", EXPECTED)
-            by_split.setdefault(shard.get("split") or "train", []).append(file)
+            by_split.setdefault(split, []).append(file)
         if self.options.split is not None and self.options.split not in by_split:
             raise UsageError(f"{input_path} has no split {self.options.split!r} (it has {', '.join(by_split)})")
         parts = []
@@ -264,7 +282,12 @@ class RecordsReader(Reader):
                 continue
             task = record.get("task")
             if task in ("rec", "reg"):
-                index = int(record_id.rsplit("/", 1)[1]) if record_id.rsplit("/", 1)[-1].isdigit() else len(regions)
+                tail = record_id.rsplit("/", 1)[-1]
+                index = int(tail) if tail.isascii() and tail.isdigit() else -1
+                if not 0 <= index < MAX_REGIONS:
+                    message = f"{file}: record {record_id!r}: id does not end with a region index below {MAX_REGIONS}"
+                    yield Reject("bad-record", message, file, record_id, None, split)
+                    continue
                 if index in regions and task == "reg":
                     continue  # rec already gave this region (same boxes, same phrase)
                 regions[index] = _region(decoded)

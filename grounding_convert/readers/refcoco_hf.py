@@ -46,7 +46,9 @@ from .base import Partition, Reader, ReaderOptions, ReadItem
 
 JXU_COLUMNS = ("ref_id", "sentences", "bbox", "raw_anns", "raw_image_info", "image_path")
 LMMS_COLUMNS = ("question_id", "image", "answer", "bbox", "file_name")
-EXPECTED = "Parquet of jxu124/refcoco* (ref_id, sentences, bbox, …) or lmms-lab/RefCOCO* (question_id, image, answer, bbox)"
+EXPECTED = (
+    "Parquet of jxu124/refcoco* (ref_id, sentences, bbox, …) or lmms-lab/RefCOCO* (question_id, image, answer, bbox)"
+)
 HUB_SPLIT = re.compile(r"^(?P<split>[A-Za-z]+)(?:-\d{5}-of-\d{5})?$")
 SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
 TOOLKIT_SPLITS = ("train", "val", "test", "testA", "testB")
@@ -157,9 +159,9 @@ class RefCocoHfReader(Reader):
             if variant is None:
                 raise InputFileError(str(path), f"has neither mirror's columns (it has {', '.join(names)})", EXPECTED)
             split = hub_split(path)
-            if self.options.split and self.options.split not in (split, toolkit_split(split, self._dataset(path))):
-                if variant == "lmms-lab":
-                    continue  # one split per file
+            wanted = self.options.split
+            if variant == "lmms-lab" and wanted and wanted not in (split, toolkit_split(split, self._dataset(path))):
+                continue  # one split per file (jxu124 rows carry their own split: filtered when read)
             for group in range(meta.num_row_groups):
                 key = f"{path.stem}-rg{group:05d}"
                 params = {"file": str(path), "group": group, "variant": variant, "hub_split": split}

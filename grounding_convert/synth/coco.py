@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
@@ -54,17 +53,31 @@ def generate(
     ann_ids = np.arange(1, total + 1)
     crowd = ann_ids % crowd_every == 0
     order = rng.permutation(total) if shuffle else np.arange(total)
-    head = {"info": {"description": "synthetic COCO-layout file", "version": "1.0", "year": 2017},
-            "licenses": [{"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 1,
-                          "name": "Attribution-NonCommercial-ShareAlike License"}]}  # fmt: skip
+    head = {
+        "info": {"description": "synthetic COCO-layout file", "version": "1.0", "year": 2017},
+        "licenses": [
+            {
+                "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/",
+                "id": 1,
+                "name": "Attribution-NonCommercial-ShareAlike License",
+            }
+        ],
+    }
     with open(path, "wb") as handle:
         handle.write(orjson.dumps(head)[:-1] + b',"images":[')
         for i in range(images):
             width, height = SIZES[i % len(SIZES)]
             image_id = 100000 + i * 7
             name = f"{image_id:012d}.jpg"
-            entry = {"license": 1, "file_name": name, "coco_url": f"http://images.cocodataset.org/train2017/{name}",
-                     "height": height, "width": width, "date_captured": "2013-11-14 11:18:45", "id": image_id}  # fmt: skip
+            entry = {
+                "license": 1,
+                "file_name": name,
+                "coco_url": f"http://images.cocodataset.org/train2017/{name}",
+                "height": height,
+                "width": width,
+                "date_captured": "2013-11-14 11:18:45",
+                "id": image_id,
+            }
             handle.write((b"," if i else b"") + orjson.dumps(entry))
             if write_images:
                 mine = slice(i * annotations_per_image, (i + 1) * annotations_per_image)
@@ -73,15 +86,27 @@ def generate(
         handle.write(b'],"annotations":[')
         for k, a in enumerate(order.tolist()):
             x, y, w, h = float(bx[a]), float(by[a]), float(bw[a]), float(bh[a])
-            ann = {"segmentation": [[x, y, x + w, y, x, y + h]], "area": round(w * h, 2), "iscrowd": int(crowd[a]),
-                   "image_id": 100000 + int(owner[a]) * 7, "bbox": [x, y, w, h],
-                   "category_id": int(category_ids[a]), "id": int(ann_ids[a])}  # fmt: skip
+            ann = {
+                "segmentation": [[x, y, x + w, y, x, y + h]],
+                "area": round(w * h, 2),
+                "iscrowd": int(crowd[a]),
+                "image_id": 100000 + int(owner[a]) * 7,
+                "bbox": [x, y, w, h],
+                "category_id": int(category_ids[a]),
+                "id": int(ann_ids[a]),
+            }
             handle.write((b"," if k else b"") + orjson.dumps(ann))
         handle.write(b'],"categories":' + orjson.dumps(CATEGORIES) + b"}")
     kept = ~crowd
     pairs = np.unique(owner[kept] * 1000 + category_ids[kept]).size if total else 0
     used = np.unique(owner[kept]).size if total else 0
-    return {"images": images, "annotations": total, "crowd": int(crowd.sum()), "samples": int(used), "regions": int(pairs)}
+    return {
+        "images": images,
+        "annotations": total,
+        "crowd": int(crowd.sum()),
+        "samples": int(used),
+        "regions": int(pairs),
+    }
 
 
 WORDS = [("a man", "man"), ("a dog", "dog"), ("the red car", "car"), ("two children", "child"), ("a bench", "bench")]
@@ -100,23 +125,53 @@ def generate_mdetr(output: Path, images: int, seed: int, write_images: bool = Tr
         a_end = len(first[0])
         b_start = caption.index(second[0])
         again = caption.index(f" {first[0].split()[-1]} looks") + 1
-        entry = {"file_name": f"{3000000 + i}.jpg", "height": height, "width": width, "id": i, "caption": caption,
-                 "dataset_name": "flickr", "tokens_negative": [[0, len(caption)]], "sentence_id": 0,
-                 "original_img_id": 3000000 + i, "tokens_positive_eval": []}  # fmt: skip
+        entry = {
+            "file_name": f"{3000000 + i}.jpg",
+            "height": height,
+            "width": width,
+            "id": i,
+            "caption": caption,
+            "dataset_name": "flickr",
+            "tokens_negative": [[0, len(caption)]],
+            "sentence_id": 0,
+            "original_img_id": 3000000 + i,
+            "tokens_positive_eval": [],
+        }
         entries.append(entry)
         spans_a = [[0, a_end], [again, again + len(first[0].split()[-1])]]
         boxes_a = [_box(rng, width, height)]
         boxes_b = [_box(rng, width, height) for _ in range(1 + i % 2)]
         for bbox in boxes_a:
-            annotations.append({"area": bbox[2] * bbox[3], "iscrowd": 0, "image_id": i, "category_id": 1,
-                                "id": len(annotations), "bbox": bbox, "tokens_positive": spans_a})  # fmt: skip
+            annotations.append(
+                {
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                    "image_id": i,
+                    "category_id": 1,
+                    "id": len(annotations),
+                    "bbox": bbox,
+                    "tokens_positive": spans_a,
+                }
+            )
         for bbox in boxes_b:
-            annotations.append({"area": bbox[2] * bbox[3], "iscrowd": 0, "image_id": i, "category_id": 1,
-                                "id": len(annotations), "bbox": bbox, "tokens_positive": [[b_start, b_start + len(second[0])]]})  # fmt: skip
+            annotations.append(
+                {
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                    "image_id": i,
+                    "category_id": 1,
+                    "id": len(annotations),
+                    "bbox": bbox,
+                    "tokens_positive": [[b_start, b_start + len(second[0])]],
+                }
+            )
         regions += 3
         if write_images:
             write_jpeg(output / "images" / entry["file_name"], width, height, [], seed=i)
-    data = {"images": entries, "annotations": annotations,
-            "categories": [{"supercategory": "object", "id": 1, "name": "object"}]}  # fmt: skip
+    data = {
+        "images": entries,
+        "annotations": annotations,
+        "categories": [{"supercategory": "object", "id": 1, "name": "object"}],
+    }
     (output / "final_flickr_separateGT_train.json").write_bytes(orjson.dumps(data))
     return {"images": images, "samples": images, "annotations": len(annotations), "regions": regions}

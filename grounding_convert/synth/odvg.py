@@ -23,7 +23,9 @@ def _box(rng: random.Random, width: int, height: int) -> list[float]:
     return [x1, y1, round(x1 + rng.uniform(5, width / 2), 2), round(y1 + rng.uniform(5, height / 2), 2)]
 
 
-def generate(output: Path, images: int, seed: int, mode: str = "detection", write_images: bool = True) -> dict[str, int]:
+def generate(
+    output: Path, images: int, seed: int, mode: str = "detection", write_images: bool = True
+) -> dict[str, int]:
     rng = random.Random(seed)
     output.mkdir(parents=True, exist_ok=True)
     lines, samples, regions = [], 0, 0
@@ -44,11 +46,17 @@ def generate(output: Path, images: int, seed: int, mode: str = "detection", writ
         elif mode == "grounding":
             a, b = rng.sample(NAMES, 2)
             caption = f"A {a} stands next to the {b}."
-            record["grounding"] = {"caption": caption, "regions": [
-                {"bbox": _box(rng, width, height), "phrase": a, "tokens_positive": [[2, 2 + len(a)]]},
-                {"bbox": [_box(rng, width, height), _box(rng, width, height)], "phrase": f"the {b}",
-                 "tokens_positive": [[caption.index(f"the {b}"), caption.index(f"the {b}") + len(b) + 4]]},
-            ]}  # fmt: skip
+            record["grounding"] = {
+                "caption": caption,
+                "regions": [
+                    {"bbox": _box(rng, width, height), "phrase": a, "tokens_positive": [[2, 2 + len(a)]]},
+                    {
+                        "bbox": [_box(rng, width, height), _box(rng, width, height)],
+                        "phrase": f"the {b}",
+                        "tokens_positive": [[caption.index(f"the {b}"), caption.index(f"the {b}") + len(b) + 4]],
+                    },
+                ],
+            }
             samples += 1
             regions += 2
         else:

@@ -19,6 +19,7 @@ from .refcoco import SIZES
 
 JXU_SPLITS = {"train": "train", "validation": "val", "test": "testA", "testB": "testB"}
 LMMS_SPLITS = ("val", "testA")
+QUESTION = "Please carefully observe the area circled in the image and come up with a caption for the area."
 
 
 def _xywh(rng: random.Random, width: int, height: int) -> list[float]:
@@ -26,7 +27,9 @@ def _xywh(rng: random.Random, width: int, height: int) -> list[float]:
     return [round(rng.uniform(0, width - w), 2), round(rng.uniform(0, height - h), 2), w, h]
 
 
-def generate(output: Path, images: int, seed: int, variant: str = "jxu124", write_images: bool = False) -> dict[str, int]:
+def generate(
+    output: Path, images: int, seed: int, variant: str = "jxu124", write_images: bool = False
+) -> dict[str, int]:
     """``write_images`` is accepted for symmetry: lmms-lab embeds its images, jxu124 has none."""
     rng = random.Random(seed)
     folder = output / "data"
@@ -43,23 +46,46 @@ def generate(output: Path, images: int, seed: int, variant: str = "jxu124", writ
         sentences = [f"man in red shirt {i}", f"left guy {i}"][: 1 + i % 2]
         samples += len(sentences)
         if variant == "jxu124":
-            rows[hub].append({
-                "sent_ids": [i * 10 + j for j in range(len(sentences))], "file_name": f"COCO_train2014_{image_id:012d}_{i}.jpg",
-                "ann_id": 400000 + i, "ref_id": i, "image_id": image_id, "split": JXU_SPLITS[hub],
-                "sentences": [{"raw": s.upper(), "sent": s, "sent_id": i * 10 + j, "tokens": s.split()} for j, s in enumerate(sentences)],
-                "category_id": 1, "raw_anns": orjson.dumps({"bbox": xywh, "image_id": image_id, "id": 400000 + i, "category_id": 1}).decode(),
-                "raw_image_info": orjson.dumps({"file_name": file_name, "height": height, "width": width, "id": image_id}).decode(),
-                "raw_sentences": orjson.dumps(sentences).decode(), "image_path": f"coco/train2014/{file_name}",
-                "bbox": [xywh[0], xywh[1], round(xywh[0] + xywh[2], 2), round(xywh[1] + xywh[3], 2)],
-                "captions": sentences, "global_image_id": f"coco.{image_id}", "anns_id": str(400000 + i),
-            })  # fmt: skip
+            rows[hub].append(
+                {
+                    "sent_ids": [i * 10 + j for j in range(len(sentences))],
+                    "file_name": f"COCO_train2014_{image_id:012d}_{i}.jpg",
+                    "ann_id": 400000 + i,
+                    "ref_id": i,
+                    "image_id": image_id,
+                    "split": JXU_SPLITS[hub],
+                    "sentences": [
+                        {"raw": s.upper(), "sent": s, "sent_id": i * 10 + j, "tokens": s.split()}
+                        for j, s in enumerate(sentences)
+                    ],
+                    "category_id": 1,
+                    "raw_anns": orjson.dumps(
+                        {"bbox": xywh, "image_id": image_id, "id": 400000 + i, "category_id": 1}
+                    ).decode(),
+                    "raw_image_info": orjson.dumps(
+                        {"file_name": file_name, "height": height, "width": width, "id": image_id}
+                    ).decode(),
+                    "raw_sentences": orjson.dumps(sentences).decode(),
+                    "image_path": f"coco/train2014/{file_name}",
+                    "bbox": [xywh[0], xywh[1], round(xywh[0] + xywh[2], 2), round(xywh[1] + xywh[3], 2)],
+                    "captions": sentences,
+                    "global_image_id": f"coco.{image_id}",
+                    "anns_id": str(400000 + i),
+                }
+            )
         else:
-            rows[hub].append({
-                "question_id": str(i), "image": {"bytes": jpeg_bytes(width, height, seed=i), "path": None},
-                "question": "Please carefully observe the area circled in the image and come up with a caption for the area.",
-                "answer": sentences, "segmentation": [xywh[0], xywh[1], xywh[0] + xywh[2], xywh[1]],
-                "bbox": xywh, "iscrowd": 0, "file_name": file_name,
-            })  # fmt: skip
+            rows[hub].append(
+                {
+                    "question_id": str(i),
+                    "image": {"bytes": jpeg_bytes(width, height, seed=i), "path": None},
+                    "question": QUESTION,
+                    "answer": sentences,
+                    "segmentation": [xywh[0], xywh[1], xywh[0] + xywh[2], xywh[1]],
+                    "bbox": xywh,
+                    "iscrowd": 0,
+                    "file_name": file_name,
+                }
+            )
     for hub, items in rows.items():
         if items:
             pq.write_table(pa.Table.from_pylist(items), folder / f"{hub}-00000-of-00001.parquet")

@@ -147,9 +147,22 @@ def test_subprocess_bad_file_exits_2(tmp_path):
     path = tmp_path / "instances_train2017.json"
     path.write_bytes(b'{"images": [], "annotations": [{"id": 1')
     run = subprocess.run(
-        [str(Path(sys.executable).with_name("grounding-convert")), "convert", "--to", "qwen-vl", "--from", "coco",
-         "-i", str(path), "-o", str(tmp_path / "out"), "--quiet"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).with_name("grounding-convert")),
+            "convert",
+            "--to",
+            "qwen-vl",
+            "--from",
+            "coco",
+            "-i",
+            str(path),
+            "-o",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 2, run.stderr
     assert f"error: {path}: is not valid JSON" in run.stderr and "Traceback" not in run.stderr

@@ -301,9 +301,18 @@ def odd_rows(draw, index: int) -> dict:
     if draw(st.integers(0, 30)) == 0:
         chunks = None  # a null chunk list (the whole batch then takes the row path)
     width = draw(st.sampled_from([640, 1, 3000, 0, -5, None]))
-    return {"id": 10**12 + index, "key": f"{index:09d}", "url": "u", "caption": caption, "width": width,
-            "height": draw(st.sampled_from([480, 1, 2])), "clip_similarity_vitb32": 0.3,
-            "clip_similarity_vitl14": 0.2, "noun_chunks": chunks, "ref_exps": chunks}  # fmt: skip
+    return {
+        "id": 10**12 + index,
+        "key": f"{index:09d}",
+        "url": "u",
+        "caption": caption,
+        "width": width,
+        "height": draw(st.sampled_from([480, 1, 2])),
+        "clip_similarity_vitb32": 0.3,
+        "clip_similarity_vitl14": 0.2,
+        "noun_chunks": chunks,
+        "ref_exps": chunks,
+    }
 
 
 @settings(max_examples=80, deadline=None)

@@ -48,7 +48,10 @@ def test_grounding_worked_example_and_phrase_lookup():
 
 def test_referring_one_sample_per_sentence():
     found = [i for i in read_all(FIXTURES / "ref.jsonl") if isinstance(i, Sample)]
-    assert [(s.id, s.text) for s in found] == [("odvg/ref/1/0/0", "the red car"), ("odvg/ref/1/0/1", "car on the right")]
+    assert [(s.id, s.text) for s in found] == [
+        ("odvg/ref/1/0/0", "the red car"),
+        ("odvg/ref/1/0/1", "car on the right"),
+    ]
     assert all(s.regions[0].boxes == [CAR] and s.regions[0].span == (0, len(s.text)) for s in found)
 
 

@@ -79,8 +79,10 @@ def test_kosmos2_to_qwen_vl_round_trip_validates_against_the_source(flickr_excer
     assert report.boxes_checked == 13818 and 0.3 < report.worst_steps <= 1.0
     proc = subprocess.run(
         [BIN, "validate", str(tmp_path / "qwen"), "--source", str(flickr_excerpt), "--from", "flickr30k-entities"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0 and "valid" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -106,8 +108,10 @@ def test_not_an_output_exits_2(tmp_path):
     (tmp_path / "in" / "manifest.json").write_text("{")
     proc = subprocess.run(
         [BIN, "convert", "--to", "qwen-vl", "--from", "records", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2 and "manifest.json: is not a grounding-convert manifest" in proc.stderr, proc.stderr
 
 

@@ -282,10 +282,13 @@ def test_loads_are_cached_until_the_file_changes(tmp_path, excerpt):
 # --- synthetic native files ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("dataset", "split_by", "splits"), [
-    ("refcoco", "unc", {"train", "val", "testA", "testB"}),
-    ("refcocog", "umd", {"train", "val", "test"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("dataset", "split_by", "splits"),
+    [
+        ("refcoco", "unc", {"train", "val", "testA", "testB"}),
+        ("refcocog", "umd", {"train", "val", "test"}),
+    ],
+)
 def test_synth_at_scale_reader_counts_equal_generator_counts(tmp_path, dataset, split_by, splits):
     counts = synth.generate(tmp_path, images=3000, seed=7, dataset=dataset, write_images=False)
     assert counts["samples"] >= 10_000
@@ -318,8 +321,16 @@ def test_synth_files_are_native_py2_pickles_with_images(tmp_path):
     assert not {"BINUNICODE", "GLOBAL", "STACK_GLOBAL", "REDUCE"} & set(ops)
     refs = mod.load_refs(refs_file)
     assert len(refs) == counts["refs"]
-    assert set(refs[0]) == {"sent_ids", "file_name", "ann_id", "ref_id", "image_id", "split", "sentences",
-                            "category_id"}  # fmt: skip
+    assert set(refs[0]) == {
+        "sent_ids",
+        "file_name",
+        "ann_id",
+        "ref_id",
+        "image_id",
+        "split",
+        "sentences",
+        "category_id",
+    }
     assert set(refs[0]["sentences"][0]) == {"tokens", "raw", "sent_id", "sent"}
     instances = json.loads((tmp_path / "refcoco+" / "instances.json").read_text())
     assert list(instances) == ["info", "images", "licenses", "annotations", "categories"]

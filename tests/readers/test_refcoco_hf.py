@@ -46,7 +46,9 @@ def test_jxu124_rows(tmp_path):
     assert sorted(found) == ["refcoco/unc/0/0", "refcoco/unc/0/1", "refcoco/unc/7/5"]  # the refer reader's ids
     lady = found["refcoco/unc/0/0"]
     assert (lady.text, lady.split, lady.image.file) == (
-        "the lady with the blue shirt", "train", "train2014/COCO_train2014_000000581857.jpg"
+        "the lady with the blue shirt",
+        "train",
+        "train2014/COCO_train2014_000000581857.jpg",
     )
     assert (lady.image.width, lady.image.height) == (427, 640)
     assert lady.regions[0].boxes == [[103.93, 299.99, 238.15, 477.41]]
@@ -91,8 +93,15 @@ def test_extract_never_overwrites_nor_follows_symlinks(tmp_path):
     other = tmp_path / "outside"
     other.mkdir()
     os.symlink(other, planted / "sub")
-    rows = [{"question_id": "9", "image": {"bytes": jpeg_bytes(8, 8), "path": None}, "answer": ["a"],
-             "bbox": [1.0, 1.0, 2.0, 2.0], "file_name": "sub/x.jpg"}]  # fmt: skip
+    rows = [
+        {
+            "question_id": "9",
+            "image": {"bytes": jpeg_bytes(8, 8), "path": None},
+            "answer": ["a"],
+            "bbox": [1.0, 1.0, 2.0, 2.0],
+            "file_name": "sub/x.jpg",
+        }
+    ]
     lonely = tmp_path / "lonely" / "data"
     lonely.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), lonely / "val-00000-of-00001.parquet")

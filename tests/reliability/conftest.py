@@ -101,6 +101,15 @@ CASES: dict[str, Case] = {
     "grit-jsonl": Case("grit", _synth("grit", 4, layout="jsonl")),
     "grit-img2dataset": Case("grit", _synth("grit", 4, layout="img2dataset"), unused=("*_stats.json",)),
     "canonical": Case("canonical", _canonical),
+    "coco": Case(
+        "coco",
+        _synth("coco", 4, write_images=False, annotations_per_image=3),
+        input="annotations/instances_train2017.json",
+    ),
+    "mdetr": Case("mdetr", _synth("mdetr", 3, write_images=False), input="final_flickr_separateGT_train.json"),
+    "odvg": Case("odvg", _synth("odvg", 4, write_images=False), input="od.jsonl"),
+    "refcoco-hf": Case("refcoco-hf", _synth("refcoco-hf", 6)),
+    "records": Case("records", _synth("records", 2, format="jsonl"), unused=("_progress/*", "README.md")),
 }
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -134,6 +135,32 @@ def v7w_drop_image(root: Path) -> None:
     first(root, "images/*.jpg").unlink()
 
 
+def first_line(rel: str, content: bytes) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        lines = (root / rel).read_bytes().splitlines()
+        (root / rel).write_bytes(b"\n".join([content, *lines[1:]]) + b"\n")
+
+    return damage
+
+
+def hf_bbox_as_xywh(root: Path) -> None:
+    """One jxu124 row whose bbox is the xywh of raw_anns (the convention the card leaves open)."""
+    path = first(root, "data/train-*.parquet")
+    rows = pq.read_table(path).to_pylist()
+    rows[0]["bbox"] = json.loads(rows[0]["raw_anns"])["bbox"]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def records_bad_patch(root: Path) -> None:
+    path = first(root, "data/*.jsonl")
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[0])
+    record["completion"] = record["completion"].replace("<patch_index_", "<patch_index_9", 1)
+    record["text"] = record["prompt"] + record["completion"]
+    lines[0] = json.dumps(record)
+    path.write_text("\n".join(lines) + "\n")
+
+
 # -------------------------------------------------------------------------------------------- cases
 
 
@@ -226,6 +253,31 @@ WHOLE_FILE = [
         2,
         names="instances.json",
     ),
+    Bad(
+        "coco-truncated",
+        "truncated COCO instances JSON",
+        "coco",
+        truncate("annotations/instances_train2017.json"),
+        2,
+        names="instances_train2017.json",
+    ),
+    Bad("odvg-label-map", "broken ODVG label map", "odvg", write("label_map.json", b"[1,"), 2, names="label_map.json"),
+    Bad(
+        "records-manifest",
+        "broken manifest of a records input",
+        "records",
+        write("manifest.json", b"{"),
+        2,
+        names="manifest.json",
+    ),  # fmt: skip
+    Bad(
+        "hf-not-parquet",
+        "not Parquet (refcoco-hf)",
+        "refcoco-hf",
+        write("data/train-00000-of-00001.parquet", b"PAR1"),
+        2,
+        names="train-00000-of-00001.parquet",
+    ),  # fmt: skip
 ]
 
 RECORDS = [
@@ -346,6 +398,53 @@ RECORDS = [
         0,
         reason="missing-image",
         rejected=9,
+    ),
+    Bad(
+        "coco-empty-box",
+        "zero-area COCO annotation",
+        "coco",
+        edit_json("annotations/instances_train2017.json", lambda d: d["annotations"][0]["bbox"].__setitem__(2, 0)),
+        0,
+        reason="empty-box",
+        rejected=1,
+    ),
+    Bad(
+        "mdetr-span",
+        "MDETR tokens_positive beyond the caption",
+        "mdetr",
+        edit_json(
+            "final_flickr_separateGT_train.json", lambda d: d["annotations"][0].update(tokens_positive=[[0, 999]])
+        ),
+        0,
+        reason="bad-span",
+        rejected=1,
+    ),
+    Bad(
+        "odvg-line",
+        "one ODVG line not JSON",
+        "odvg",
+        first_line("od.jsonl", b"{oops"),
+        0,
+        reason="bad-record",
+        rejected=1,
+    ),
+    Bad(
+        "hf-bbox-xywh",
+        "jxu124 bbox not xyxy of raw_anns",
+        "refcoco-hf",
+        hf_bbox_as_xywh,
+        0,
+        reason="bad-box",
+        rejected=1,
+    ),
+    Bad(
+        "records-token",
+        "records: patch index out of range",
+        "records",
+        records_bad_patch,
+        0,
+        reason="bad-box",
+        rejected=1,
     ),
 ]
 

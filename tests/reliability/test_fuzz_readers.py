@@ -52,7 +52,20 @@ def test_damaged_input_never_crashes(kit, name, data):
     fuzz_once(kit, name, data)
 
 
-@pytest.mark.parametrize("name", ["refcoco+", "refcocog", "visual7w-images", "visual-genome-objects"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "refcoco+",
+        "refcocog",
+        "visual7w-images",
+        "visual-genome-objects",
+        "coco",
+        "mdetr",
+        "odvg",
+        "refcoco-hf",
+        "records",
+    ],
+)
 @settings(FUZZ, max_examples=8)
 @given(data=st.data())
 def test_damaged_input_smoke(kit, name, data):
