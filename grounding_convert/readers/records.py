@@ -117,8 +117,15 @@ def shard_records(path: str, fmt: str) -> Iterator[dict[str, Any]]:
                 for line in handle:
                     if line.strip():
                         yield orjson.loads(line)
+        elif fmt == "json":
+            from ..tools.validate import json_array_records
+
+            with open(path, "rb") as handle:
+                yield from json_array_records(handle, path)
         else:
-            raise InputFileError(path, f"is a {fmt} shard; records are read back from parquet or jsonl", EXPECTED)
+            raise InputFileError(path, f"is a {fmt} shard; records are read back from parquet, jsonl or json", EXPECTED)
+    except UsageError as exc:  # json_array_records: not our json container
+        raise InputFileError(path, str(exc), EXPECTED) from None
     except (pa.ArrowException, OSError, orjson.JSONDecodeError) as exc:
         raise InputFileError(path, f"cannot be read as a {fmt} shard ({exc})", EXPECTED) from None
 
@@ -209,6 +216,11 @@ class RecordsReader(Reader):
         data = self.manifest(input_path)
         self.writer_of(input_path)  # unknown writer / bad options: a usage problem, at plan time
         job = data["job"]
+        if job.get("turns", 1) != 1:
+            raise UsageError(
+                f"{input_path} packs {job['turns']} records per conversation (--turns); records re-targets "
+                "unpacked outputs: convert the source again with --turns 1"
+            )
         by_split: dict[str, list[str]] = {}
         where = str(Path(input_path) / MANIFEST)
         for shard in data["shards"]:

@@ -120,3 +120,12 @@ def test_canonical_output_is_refused_with_advice(tmp_path, flickr_excerpt):
     with pytest.raises(Exception, match="--from canonical"):
         RecordsReader().plan(str(tmp_path / "c"))
     assert pa  # pyarrow imported for the shard reads above
+
+
+def test_json_and_jsonl_outputs_read_back_alike(tmp_path):
+    from grounding_convert.synth import generate
+
+    generate("records", tmp_path / "jsonl", images=3, seed=5, format="jsonl")
+    generate("records", tmp_path / "json", images=3, seed=5, format="json")
+    as_jsonl = [s.to_record() for s in read_all(tmp_path / "jsonl") if isinstance(s, Sample)]
+    assert as_jsonl and as_jsonl == [s.to_record() for s in read_all(tmp_path / "json") if isinstance(s, Sample)]
