@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 from ..boxes import clip, is_empty, is_inside, xywh_to_xyxy
 from ..errors import InputFileError, Reject, UsageError
+from ..option_types import PER_PARTITION, bounded
 from ..schema import Box, ImageRef
 from . import coco_index
 from .base import Partition, Reader, ReaderOptions, ReadItem
@@ -33,7 +34,7 @@ SPLIT_TOKEN = re.compile(r"(?:^|[_\-.])((?:train|val|test|minival|valminusminiva
 
 @dataclass
 class CocoLayoutOptions(ReaderOptions):
-    images_per_partition: int = 5000
+    images_per_partition: int = bounded(5000, PER_PARTITION)
     cache_dir: str | None = None  # where the spill goes (default $GROUNDING_CONVERT_CACHE/coco-index)
 
 

@@ -32,6 +32,7 @@ import orjson
 
 from ..boxes import clip, is_empty, is_inside
 from ..errors import Filtered, InputFileError, Note, Reject, UsageError
+from ..option_types import PER_PARTITION, bounded
 from ..schema import Box, ImageRef, Region, Sample
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
@@ -42,7 +43,7 @@ BYTES_PER_LINE = 400
 @dataclass
 class OdvgOptions(ReaderOptions):
     label_map: str | None = None  # label_map.json ({"0": "person", …}); default: *label_map*.json beside the input
-    lines_per_partition: int = 20_000
+    lines_per_partition: int = bounded(20_000, PER_PARTITION)
 
 
 class _Problem(Exception):
