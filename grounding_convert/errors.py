@@ -48,6 +48,26 @@ class UsageError(GroundingConvertError):
     exit_code = EXIT_BAD_INPUT
 
 
+class OutputWriteError(GroundingConvertError):
+    """Writing into the output failed (disk full, quota, permission): names the file and the OS error."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, path: str, error: str):
+        self.path, self.error = str(path), error
+        super().__init__(
+            f"cannot write {self.path}: {error}; committed partitions are kept: "
+            "fix the cause (free space, quota, permissions), then rerun with --resume"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.error))
+
+
+class WorkerLost(GroundingConvertError):
+    """A worker process died without a result (killed by the system, e.g. out of memory)."""
+
+
 class StrictStop(GroundingConvertError):
     """``--strict`` met its first bad record, or ``--max-rejects`` was exceeded."""
 

@@ -13,9 +13,7 @@ def list_command() -> None:
     typer.echo("readers:")
     for name in reader_names():
         cls = get_reader(name)
-        typer.echo(
-            f"  {name:<20} {cls.dataset:<20} {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}"
-        )
+        typer.echo(f"  {name:<20} {cls.dataset:<20} {describe(cls)}".rstrip())
     typer.echo("writers:")
     for name in writer_names():
         cls = get_writer(name)
@@ -23,3 +21,9 @@ def list_command() -> None:
     typer.echo("tasks:")
     for task in TASKS:
         typer.echo(f"  {task}")
+
+
+def describe(cls: type) -> str:
+    """The reader's one-line ``description`` (else the first line of its own docstring, not an inherited one)."""
+    text = getattr(cls, "description", "") or (cls.__dict__.get("__doc__") or "").strip()
+    return text.splitlines()[0] if text else ""

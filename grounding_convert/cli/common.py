@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import typer
 
+from ..engine.signals import Interrupted
 from ..errors import EXIT_FAILED, GroundingConvertError, ReaderCrash
 
 
@@ -29,6 +30,9 @@ def reported_errors() -> Iterator[None]:
             if isinstance(exc, ReaderCrash) and exc.traceback_text:
                 sys.stderr.write(exc.traceback_text)
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except Interrupted as exc:  # SIGINT/SIGTERM during a run: workers stopped, committed partitions kept
+        typer.secho(exc.message or "interrupted: committed partitions are kept; rerun with --resume", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         typer.secho("interrupted: finished partitions are committed; rerun with --resume", err=True)

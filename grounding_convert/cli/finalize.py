@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..engine.lock import OutputLock
 from ..output.finalize import finalize
 from ..output.storage import Store
 from .common import reported_errors
@@ -16,7 +17,9 @@ def finalize_command(
 ) -> None:
     """Name the shards -of-NNNNN, merge the workers' counts into manifest.json and the dataset card."""
     with reported_errors():
-        done = finalize(Store(output))
+        store = Store(output)
+        with OutputLock(store, command="finalize"):  # not while a convert (or an array slice) still writes
+            done = finalize(store)
         t = done.tally
         typer.echo(
             f"finalized {output}: {len(done.shards)} shard(s); read {t.read:,} = written {t.written:,} "

@@ -2,19 +2,30 @@
 
 Results arrive in completion order; that is fine because every partition commits its own files and
 ``finalize`` orders shards by partition index, so the bytes never depend on the worker count.
+
+When the run stops early (a signal, an error, ``--max-rejects``) the workers are stopped too: SIGTERM
+(each drops its unfinished partition's temporary files), SIGKILL after ``GRACE_SECONDS``.  Waiting for
+running partitions to finish, as ``ProcessPoolExecutor`` does on exit, could take minutes.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from ..errors import WorkerLost
 from ..readers.base import Partition
 from .job import Job
 from .pipeline import run_partition
+from .signals import init_worker, run_in_worker
+
+GRACE_SECONDS = 3.0
 
 
 def run_local(job: Job, partitions: Iterable[Partition], workers: int) -> Iterator[dict[str, Any]]:
@@ -26,19 +37,46 @@ def run_local(job: Job, partitions: Iterable[Partition], workers: int) -> Iterat
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pending: set[Future] = set()
     todo = iter(partitions)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        try:
-            for partition in todo:
-                pending.add(pool.submit(run_partition, job, partition))
-                if len(pending) >= 2 * workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
-            while pending:
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=init_worker, initargs=(os.getpid(),)
+    )
+    try:
+        for partition in todo:
+            pending.add(pool.submit(run_in_worker, run_partition, job, partition))
+            if len(pending) >= 2 * workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    except BaseException as exc:
+        stop_pool(pool, pending)
+        if isinstance(exc, BrokenProcessPool):
+            time.sleep(0.5)  # a signal sent to the whole job (SLURM) may reach the workers first: let ours land
+            raise WorkerLost(
+                "a worker process ended without finishing its partition (killed, or out of memory?); "
+                "committed partitions are kept: rerun with --resume"
+            ) from None
+        raise
+    pool.shutdown(wait=True)
+
+
+def stop_pool(pool: ProcessPoolExecutor, pending: set[Future]) -> None:
+    """Cancel queued partitions and end every worker process now (SIGTERM, then SIGKILL)."""
+    for future in pending:
+        future.cancel()
+    # the executor has no public list of its processes; _processes has held them since Python 3.2
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + GRACE_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+    pool.shutdown(wait=False, cancel_futures=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import traceback
+from contextlib import suppress
 from typing import Any
 
 import orjson
@@ -89,8 +90,10 @@ class _Rejects:
 
     def abort(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self.store.remove(tmp_name(self.name))
+            with suppress(Exception):  # may fail again (disk still full): the first error is reported
+                self._fh.close()
+            with suppress(Exception):
+                self.store.remove(tmp_name(self.name))
 
 
 def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:

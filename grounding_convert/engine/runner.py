@@ -10,12 +10,12 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fsspec
-from tqdm import tqdm
 
 from ..errors import InputFileError, StrictStop, UsageError
 from ..images import POLICIES as SIZE_POLICIES
@@ -23,6 +23,7 @@ from ..option_types import Choice, check
 from ..output.containers import check_format
 from ..output.finalize import Finalized, finalize
 from ..output.packing import check_turns
+from ..output.ownership import check_output_is_folder, check_replaceable, check_separate, is_lock_name, remove_own
 from ..output.shards import PARTS_DIR
 from ..output.storage import Store
 from ..plugins import detect_reader, get_reader, get_writer
@@ -32,7 +33,10 @@ from ..writers.base import check_tasks
 from .checks import checked_job_options, checked_run_options
 from .job import JOB_FILE, PLAN_FILE, Job, describe_difference, parse_max_rejects
 from .local import run_local
+from .lock import OutputLock
 from .pipeline import marker_name, run_partition
+from .progress import progress_bar
+from .signals import Interrupted, stop_on_signals
 from .tally import Tally
 
 OWN_ENTRIES = {"data", "_progress", "rejects"}
@@ -120,13 +124,26 @@ def convert(job: Job, run: RunOptions | None = None) -> RunResult:
     reader, _writer = job.build()  # fails early on bad options
     local_input = localize_input(job.input)
     partitions = reader.plan(local_input)
+    input_files = reader.input_files(local_input)
+    check_separate(job.input, local_input, input_files, job.output)
     store = Store(job.output)
     state = {
         "identity": job.identity(),
-        "inputs": input_fingerprint(job, reader.input_files(local_input)),
+        "inputs": input_fingerprint(job, input_files),
         "plan_sha256": _plan_digest(partitions),
     }
-    _prepare_output(store, state, run)
+    lock = OutputLock(store, run.num_workers, run.worker_index)
+    lock.probe()  # a live run names itself before any other refusal
+    _prepare_output(store, state, run, act=False)  # every refusal before anything is written
+    with lock, stop_on_signals():
+        return _convert(job, run, store, state, partitions, started)
+
+
+def _convert(
+    job: Job, run: RunOptions, store: Store, state: dict[str, Any], partitions: list[Partition], started: float
+) -> RunResult:
+    """The run itself, holding the output's lock, SIGINT/SIGTERM turned into :class:`Interrupted`."""
+    _prepare_output(store, state, run, act=True)
     if run.resume and run.num_workers == 1:
         _remove_temporaries(store)
     plan = {"partitions": [{"index": p.index, "key": p.key, "source": p.source} for p in partitions]}
@@ -142,20 +159,25 @@ def convert(job: Job, run: RunOptions | None = None) -> RunResult:
         if p not in todo:
             tally.merge(Tally.from_dict(store.read_json(marker_name(p.index))["tally"]))
 
-    bar = tqdm(
-        total=len(mine), initial=skipped, unit="part", desc="convert", disable=not run.progress, dynamic_ncols=True
-    )
+    bar = progress_bar(len(mine), skipped, run.progress)
     _, max_share = parse_max_rejects(job.max_rejects)
     try:
-        for result in _results(job, todo, run, store, plan):
-            tally.merge(Tally.from_dict(result["tally"]))
-            bar.update(1)
-            bar.set_postfix(samples=tally.written, records=tally.total_records(), rejected=tally.rejected)
-            if max_share is not None and tally.read and tally.rejected / tally.read > max_share:
-                raise StrictStop(
-                    f"--max-rejects {job.max_rejects}: {tally.rejected:,} of {tally.read:,} records rejected "
-                    f"so far ({tally.rejected / tally.read:.1%}); see {store.url}/rejects/"
-                )
+        with closing(_results(job, todo, run, store, plan)) as results:  # closing stops the workers
+            for result in results:
+                tally.merge(Tally.from_dict(result["tally"]))
+                postfix = {"samples": tally.written, "records": tally.total_records(), "rejected": tally.rejected}
+                bar.set_postfix(postfix, refresh=False)  # shown by update, at most every mininterval
+                bar.update(1)
+                if max_share is not None and tally.read and tally.rejected / tally.read > max_share:
+                    raise StrictStop(
+                        f"--max-rejects {job.max_rejects}: {tally.rejected:,} of {tally.read:,} records rejected "
+                        f"so far ({tally.rejected / tally.read:.1%}); see {store.url}/rejects/"
+                    )
+    except Interrupted as exc:  # the workers are stopped (closing above): count what is committed
+        bar.close()
+        committed = sum(1 for p in mine if store.exists(marker_name(p.index)))
+        exc.message = f"interrupted: {committed} of {len(mine)} partitions committed; rerun with --resume to finish"
+        raise
     finally:
         bar.close()
     finalized = None
@@ -228,16 +250,23 @@ def _plan_digest(partitions: list[Partition]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _prepare_output(store: Store, state: dict[str, Any], run: RunOptions) -> None:
-    if store.is_empty():
-        store.makedirs()
+def _prepare_output(store: Store, state: dict[str, Any], run: RunOptions, act: bool) -> None:
+    """Refuse what must not happen; with ``act``, also start the folder (deleting a previous run for
+    --overwrite).  Called once before the lock is taken (nothing is written) and once holding it."""
+    check_output_is_folder(store)
+    entries = [name for name in store.listdir() if not is_lock_name(name)]
+    if not entries:
+        if act:
+            store.makedirs()
         return
     if run.overwrite and run.num_workers == 1:
-        store.remove_all()
-        store.makedirs()
+        check_replaceable(store)  # only a previous run of this tool, nothing of the user's
+        if act:
+            remove_own(store)
+            store.makedirs()
         return
-    if run.resume or run.num_workers > 1:
-        if not store.exists(JOB_FILE) and run.num_workers > 1 and set(store.listdir()) <= OWN_ENTRIES:
+    if run.resume or run.num_workers > 1:  # never deletes anything
+        if not store.exists(JOB_FILE) and run.num_workers > 1 and set(entries) <= OWN_ENTRIES:
             return  # another array task has just started the same output
         if not store.exists(JOB_FILE):
             raise UsageError(f"{store.url} is not empty and holds no grounding-convert run; refusing to resume into it")

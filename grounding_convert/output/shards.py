@@ -8,6 +8,7 @@ depend only on the records (never on timing or worker count).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
@@ -158,13 +159,15 @@ class ShardSink:
     def abort(self) -> None:
         """Drop the unfinished shard (its temporary file) after an error."""
         if self._fh is not None:
-            try:
+            # closing may fail again (disk still full): the first error is the one reported
+            with suppress(Exception):
                 if self._pq is not None:
                     self._pq.close()
+            with suppress(Exception):
                 self._fh.close()
-            finally:
+            with suppress(Exception):
                 self.store.remove(tmp_name(self._name))
-                self._fh = self._pq = None
+            self._fh = self._pq = None
 
     def _open(self) -> None:
         self._name = partition_shard_name(self.split, self.partition, self._part, self.fmt, self.group)

@@ -4,12 +4,17 @@ paths all work the same way.  Everything that touches the output directory goes 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 import fsspec
 import orjson
+
+from ..errors import OutputWriteError
 
 
 class Store:
@@ -33,14 +38,34 @@ class Store:
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
 
+    def where(self, rel: str = "") -> str:
+        """How a file is named in messages: the output as the user wrote it, then the relative path."""
+        return f"{self.url.rstrip('/')}/{rel}" if rel else self.url
+
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 
     def makedirs(self, rel: str = "") -> None:
-        self.fs.makedirs(self.path(rel) if rel else self.root, exist_ok=True)
+        with self.writing(rel):
+            self.fs.makedirs(self.path(rel) if rel else self.root, exist_ok=True)
 
     def open(self, rel: str, mode: str = "rb") -> IO[Any]:
-        return self.fs.open(self.path(rel), mode)
+        if "r" in mode:
+            return self._open_file(self.path(rel), mode)
+        with self.writing(rel):
+            return _Guarded(self._open_file(self.path(rel), mode), self.where(rel))
+
+    def _open_file(self, path: str, mode: str) -> IO[Any]:
+        """The one place a file of the output is opened (the tests inject disk-full faults here)."""
+        return self.fs.open(path, mode)
+
+    @contextmanager
+    def writing(self, rel: str) -> Iterator[None]:
+        """An ``OSError`` (disk full, quota, permission) becomes one error naming the file."""
+        try:
+            yield
+        except OSError as exc:
+            raise OutputWriteError(self.where(rel), describe_os_error(exc)) from exc
 
     def listdir(self, rel: str = "") -> list[str]:
         """Names (not paths) directly under ``rel``; [] when it does not exist."""
@@ -52,24 +77,30 @@ class Store:
     def is_empty(self) -> bool:
         return not self.listdir()
 
-    def remove_all(self) -> None:
-        if self.fs.exists(self.root):
-            for name in self.listdir():
-                self.fs.rm(self.path(name), recursive=True)
-
     def remove(self, rel: str) -> None:
+        """Remove one file or folder this tool wrote (``--overwrite`` goes through output/ownership.py)."""
         if self.fs.exists(self.path(rel)):
             self.fs.rm(self.path(rel), recursive=True)
 
     def rename(self, src: str, dst: str) -> None:
-        self.fs.mv(self.path(src), self.path(dst))
+        with self.writing(dst):
+            self.fs.mv(self.path(src), self.path(dst))
 
     def write_bytes_atomic(self, rel: str, data: bytes) -> None:
         """Write to a temporary name, then rename: readers never see a half-written file."""
         tmp = tmp_name(rel)
-        with self.open(tmp, "wb") as fh:
-            fh.write(data)
+        try:
+            with self.open(tmp, "wb") as fh:
+                fh.write(data)
+        except OutputWriteError:
+            self._discard(tmp)
+            raise
         self.rename(tmp, rel)
+
+    def _discard(self, rel: str) -> None:
+        """Best effort: drop a temporary file whose writing failed (it is hidden either way)."""
+        with suppress(OSError):
+            self.remove(rel)
 
     def write_json_atomic(self, rel: str, value: Any) -> None:
         self.write_bytes_atomic(rel, orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
@@ -87,6 +118,44 @@ class Store:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
         return digest.hexdigest()
+
+
+class _Guarded:
+    """A writable file whose write/flush/close errors name the file (pyarrow writes through it too)."""
+
+    def __init__(self, fh: IO[Any], where: str):
+        self._fh, self._where = fh, where
+
+    def _guard(self, call: Any, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except OSError as exc:
+            raise OutputWriteError(self._where, describe_os_error(exc)) from exc
+
+    def write(self, data: Any) -> int:
+        return self._guard(self._fh.write, data)
+
+    def flush(self) -> None:
+        self._guard(self._fh.flush)
+
+    def close(self) -> None:
+        self._guard(self._fh.close)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+    def __enter__(self) -> _Guarded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``No space left on device (ENOSPC)``: the words the user searches for, and the code scripts match."""
+    code = errno.errorcode.get(exc.errno or 0)
+    text = exc.strerror or str(exc)
+    return f"{text} ({code})" if code else text
 
 
 def tmp_name(rel: str) -> str:

@@ -25,6 +25,7 @@ class CanonicalReader(Reader):
 
     name = "canonical"
     dataset = "canonical"
+    description = "canonical samples written by --to canonical (an output folder or single shard files)"
 
     def input_files(self, input_path: str) -> list[Path]:
         root = Path(input_path)
