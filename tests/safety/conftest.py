@@ -119,3 +119,11 @@ def job_for(input: Path | str, output: Path | str, **kw):
         max_records_per_shard=700,
         **kw,
     )
+
+
+@pytest.fixture
+def gate(tmp_path) -> dict[str, str]:
+    """Env for faulty_cli.py: partitions 2+ wait while ``tmp_path/gate`` exists (remove it to go on)."""
+    path = tmp_path / "gate"
+    path.touch()
+    return {"GC_GATE": str(path)}

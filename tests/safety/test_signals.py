@@ -1,7 +1,8 @@
 """SIGTERM / SIGINT during a 2-worker run: every process of the run ends, one line, 130/143, resume exact.
 
-Real subprocesses and real signals.  The run is slowed at the storage layer (faulty_cli.py,
-``GC_SLOW_SECONDS``) so the signal always lands in the middle; the resumed run is the plain command.
+Real subprocesses and real signals.  The run is held at the storage layer (faulty_cli.py, ``GC_GATE``)
+once partitions 0 and 1 are committed, both workers waiting with a shard of partition 2/3 open, so the
+signal always lands in the middle of the run; the resumed run is the plain command.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import time
 
 import pytest
 
-from .conftest import children_of, command, markers, none_left, run, start, tree, visible_data, wait_for
+from grounding_convert.engine.runner import RunOptions, convert
 
-SLOW = {"GC_SLOW_SECONDS": "0.4"}
+from .conftest import children_of, command, job_for, markers, none_left, run, start, tree, visible_data, wait_for
+
 LINE = re.compile(r"^interrupted: (\d+) of 17 partitions committed; rerun with --resume to finish$", re.M)
 
 
@@ -28,9 +30,9 @@ LINE = re.compile(r"^interrupted: (\d+) of 17 partitions committed; rerun with -
         (signal.SIGINT, False, 130),
     ],
 )
-def test_signal_stops_every_worker_then_resume_is_exact(flickr, reference, tmp_path, signum, to_group, exit_code):
+def test_signal_stops_every_worker_then_resume_is_exact(flickr, reference, tmp_path, gate, signum, to_group, exit_code):
     out = tmp_path / "out"
-    proc = start(command(flickr, out, "--workers", "2", faulty=True), **SLOW)
+    proc = start(command(flickr, out, "--workers", "2", faulty=True), **gate)
     wait_for(lambda: markers(out) >= 2)
     workers = children_of(proc.pid)
     assert len(workers) >= 2, "a 2-worker pool runs in the parent's process group"
@@ -47,20 +49,24 @@ def test_signal_stops_every_worker_then_resume_is_exact(flickr, reference, tmp_p
     assert not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in workers)
     match = LINE.search(stderr)
     assert match, stderr
-    assert int(match.group(1)) == markers(out) < 17
+    assert int(match.group(1)) == markers(out) == 2
+    assert not list(out.rglob("*.tmp")), "the stopped workers dropped their unfinished shards"
     assert "Traceback" not in stderr
     assert visible_data(out) == [".parts"] or visible_data(out) == []  # unfinished shards stay hidden
     assert not (out / "manifest.json").exists()
     assert not list(out.glob(".grounding-convert*")), "the lock is released"
-    done = run(command(flickr, out, "--workers", "2", "--resume", "--quiet"))
-    assert done.returncode == 0, done.stderr
+    if signum == signal.SIGTERM and not to_group:  # the command as a user reruns it
+        done = run(command(flickr, out, "--workers", "2", "--resume", "--quiet"))
+        assert done.returncode == 0, done.stderr
+    else:  # the same, in-process (quicker)
+        convert(job_for(flickr, out), RunOptions(workers=2, resume=True, progress=False))
     assert tree(out) == reference
 
 
-def test_second_ctrl_c_kills_at_once_and_resume_still_finishes(flickr, reference, tmp_path):
+def test_second_ctrl_c_kills_at_once_and_resume_still_finishes(flickr, reference, tmp_path, gate):
     out = tmp_path / "out"
-    proc = start(command(flickr, out, "--workers", "2", faulty=True), **SLOW)
-    wait_for(lambda: markers(out) >= 1)
+    proc = start(command(flickr, out, "--workers", "2", faulty=True), **gate)
+    wait_for(lambda: markers(out) >= 2)
     os.killpg(proc.pid, signal.SIGINT)
     os.killpg(proc.pid, signal.SIGINT)
     proc.communicate(timeout=30)
@@ -71,9 +77,11 @@ def test_second_ctrl_c_kills_at_once_and_resume_still_finishes(flickr, reference
     assert tree(out) == reference
 
 
-def test_sigkill_of_the_parent_leaves_no_orphan_and_a_stale_lock_does_not_block_resume(flickr, reference, tmp_path):
+def test_sigkill_of_the_parent_leaves_no_orphan_and_a_stale_lock_does_not_block_resume(
+    flickr, reference, tmp_path, gate
+):
     out = tmp_path / "out"
-    proc = start(command(flickr, out, "--workers", "2", faulty=True), **SLOW)
+    proc = start(command(flickr, out, "--workers", "2", faulty=True), **gate)
     wait_for(lambda: markers(out) >= 2)
     os.kill(proc.pid, signal.SIGKILL)  # no handler runs: the kernel's parent-death signal ends the workers
     proc.communicate(timeout=30)
