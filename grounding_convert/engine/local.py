@@ -79,4 +79,6 @@ def stop_pool(pool: ProcessPoolExecutor, pending: set[Future]) -> None:
         if process.is_alive():
             process.kill()
             process.join(1.0)
-    pool.shutdown(wait=False, cancel_futures=True)
+    # the workers are gone, so the executor's manager thread ends at once; joining it here (wait=True)
+    # keeps it from racing the interpreter's exit hook on a closed pipe ("Bad file descriptor")
+    pool.shutdown(wait=True, cancel_futures=True)
