@@ -22,8 +22,8 @@ from ..images import POLICIES as SIZE_POLICIES
 from ..option_types import Choice, check
 from ..output.containers import check_format
 from ..output.finalize import Finalized, finalize
-from ..output.packing import check_turns
 from ..output.ownership import check_output_is_folder, check_replaceable, check_separate, is_lock_name, remove_own
+from ..output.packing import check_turns
 from ..output.shards import PARTS_DIR
 from ..output.storage import Store
 from ..plugins import detect_reader, get_reader, get_writer
