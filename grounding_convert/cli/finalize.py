@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..engine.lock import OutputLock
-from ..output.finalize import finalize
+from ..output.finalize import finalize, load_state
 from ..output.storage import Store
 from .common import reported_errors
 
@@ -18,6 +18,7 @@ def finalize_command(
     """Name the shards -of-NNNNN, merge the workers' counts into manifest.json and the dataset card."""
     with reported_errors():
         store = Store(output)
+        load_state(store)  # refuses a folder holding no run before the lock would create anything
         with OutputLock(store, command="finalize"):  # not while a convert (or an array slice) still writes
             done = finalize(store)
         t = done.tally

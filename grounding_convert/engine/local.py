@@ -4,7 +4,8 @@ Results arrive in completion order; that is fine because every partition commits
 ``finalize`` orders shards by partition index, so the bytes never depend on the worker count.
 
 When the run stops early (a signal, an error, ``--max-rejects``) the workers are stopped too: SIGTERM
-(each drops its unfinished partition's temporary files), SIGKILL after ``GRACE_SECONDS``.  Waiting for
+(each drops its unfinished partition's temporary files), SIGKILL after ``GRACE_SECONDS``; then the
+temporaries of the partitions that were running are removed here too, in case a worker could not.  Waiting for
 running partitions to finish, as ``ProcessPoolExecutor`` does on exit, could take minutes.
 """
 
@@ -17,12 +18,14 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import suppress
 from typing import Any
 
 from ..errors import WorkerLost
+from ..output.storage import Store
 from ..readers.base import Partition
 from .job import Job
-from .pipeline import run_partition
+from .pipeline import drop_temporaries, run_partition
 from .signals import init_worker, run_in_worker
 
 GRACE_SECONDS = 3.0
@@ -36,23 +39,33 @@ def run_local(job: Job, partitions: Iterable[Partition], workers: int) -> Iterat
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pending: set[Future] = set()
+    running: dict[Future, Partition] = {}
     todo = iter(partitions)
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=init_worker, initargs=(os.getpid(),)
     )
     try:
         for partition in todo:
-            pending.add(pool.submit(run_in_worker, run_partition, job, partition))
+            future = pool.submit(run_in_worker, run_partition, job, partition)
+            pending.add(future)
+            running[future] = partition
             if len(pending) >= 2 * workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
+                    running.pop(future)
                     yield future.result()
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
+                running.pop(future)
                 yield future.result()
     except BaseException as exc:
         stop_pool(pool, pending)
+        # a worker killed after the grace period (or by the system) left its temporaries: drop them now
+        store = Store(job.output)
+        for partition in running.values():
+            with suppress(Exception):
+                drop_temporaries(store, partition.index)
         if isinstance(exc, BrokenProcessPool):
             time.sleep(0.5)  # a signal sent to the whole job (SLURM) may reach the workers first: let ours land
             raise WorkerLost(

@@ -51,6 +51,16 @@ def rejects_name(index: int) -> str:
     return f"rejects/part-{index:05d}.jsonl"
 
 
+def drop_temporaries(store: Store, index: int) -> None:
+    """Remove the hidden temporary files of a partition whose worker was stopped (call once it is dead)."""
+    tag = f"-p{index:05d}-"
+    for name in store.listdir(PARTS_DIR):
+        if name.startswith(".") and name.endswith(".tmp") and tag in name:
+            store.remove(f"{PARTS_DIR}/{name}")
+    for rel in (tmp_name(rejects_name(index)), tmp_name(marker_name(index))):
+        store.remove(rel)
+
+
 def run_partition(job: Job, partition: Partition, limit: int | None = None) -> dict[str, Any]:
     """Convert one partition and commit it; returns the marker's content (shards and tally)."""
     threshold = gc.get_threshold()
