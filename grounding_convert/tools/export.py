@@ -31,6 +31,7 @@ from zlib import crc32
 
 import orjson
 
+from ..engine.lock import OutputLock
 from ..errors import RecordError, UsageError
 from ..images import open_image
 from ..output.finalize import MANIFEST
@@ -75,6 +76,7 @@ def export(output: str, layout: str, dest: str, image_root: str | None = None, c
     if layout not in LAYOUTS:
         raise UsageError(f"unknown layout {layout!r} (layouts: {', '.join(LAYOUTS)})")
     store = Store(output)
+    OutputLock(store, command="export").probe()  # not while a convert (--overwrite, --resume) rewrites it
     if not store.exists(MANIFEST):
         raise UsageError(f"{output} has no {MANIFEST}: not a finished grounding-convert output")
     manifest = store.read_json(MANIFEST)

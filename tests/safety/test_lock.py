@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -93,3 +94,18 @@ def test_unreadable_fresh_lock_is_not_taken_over(tmp_path):
     with pytest.raises(OutputLocked, match="unreadable"):
         OutputLock(Store(str(tmp_path))).acquire()
     assert (tmp_path / LOCK).read_bytes() == b"{half"
+
+
+def test_export_and_finalize_refuse_an_output_in_use(flickr, tmp_path):
+    from grounding_convert.engine.runner import make_job
+    from grounding_convert.tools.export import export
+
+    out = tmp_path / "out"
+    job = make_job(input=str(flickr), output=str(out), writer="cogvlm", reader="flickr30k-entities", format="jsonl")
+    convert(job, RunOptions(progress=False))
+    with OutputLock(Store(str(out))):  # this process holds it, as a running convert would
+        with pytest.raises(OutputLocked, match=f"pid {os.getpid()} on host"):
+            export(str(out), "cogvlm2", str(tmp_path / "cogvlm2"))
+        assert CliRunner().invoke(app, ["finalize", str(out)]).exit_code == 2
+    assert not (tmp_path / "cogvlm2").exists()
+    assert CliRunner().invoke(app, ["finalize", str(out)]).exit_code == 0
