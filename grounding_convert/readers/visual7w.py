@@ -31,8 +31,8 @@ from ..images import header_size, open_image
 from ..option_types import PER_PARTITION, bounded
 from ..safe_paths import UnsafePath
 from ..schema import ImageRef, Region, Sample, image_keys, visual7w_id
-from .visual_genome import load_image_data
 from .base import Partition, Reader, ReaderOptions, ReadItem
+from .visual_genome import load_image_data
 
 KINDS = ("telling", "pointing")
 DATASET_FILES = {"telling": "dataset_v7w_telling.json", "pointing": "dataset_v7w_pointing.json"}
