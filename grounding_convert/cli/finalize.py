@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..mix.finalize import finalize_mix, is_mix
 from ..output.finalize import finalize
 from ..output.storage import Store
 from .common import reported_errors
@@ -16,7 +17,12 @@ def finalize_command(
 ) -> None:
     """Name the shards -of-NNNNN, merge the workers' counts into manifest.json and the dataset card."""
     with reported_errors():
-        done = finalize(Store(output))
+        store = Store(output)
+        if is_mix(store):  # a mixture: shuffle what is left, then name shards (mix/finalize.py)
+            manifest = finalize_mix(store)
+            typer.echo(f"finalized {output}: {len(manifest['shards'])} shard(s); {manifest['totals']}")
+            return
+        done = finalize(store)
         t = done.tally
         typer.echo(
             f"finalized {output}: {len(done.shards)} shard(s); read {t.read:,} = written {t.written:,} "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
@@ -17,11 +17,16 @@ from .job import Job
 from .pipeline import run_partition
 
 
-def run_local(job: Job, partitions: Iterable[Partition], workers: int) -> Iterator[dict[str, Any]]:
-    """Yield each partition's result as it finishes, keeping at most ``2 × workers`` in flight."""
+def run_local(
+    job: Job, partitions: Iterable[Partition], workers: int, fn: Callable[[Any, Any], dict] = run_partition
+) -> Iterator[dict[str, Any]]:
+    """Yield each partition's result as it finishes, keeping at most ``2 × workers`` in flight.
+
+    ``fn(job, partition)`` is the work of one partition (another stage, e.g. ``mix``, passes its own).
+    """
     if workers <= 1:
         for partition in partitions:
-            yield run_partition(job, partition)
+            yield fn(job, partition)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pending: set[Future] = set()
@@ -29,7 +34,7 @@ def run_local(job: Job, partitions: Iterable[Partition], workers: int) -> Iterat
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         try:
             for partition in todo:
-                pending.add(pool.submit(run_partition, job, partition))
+                pending.add(pool.submit(fn, job, partition))
                 if len(pending) >= 2 * workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:

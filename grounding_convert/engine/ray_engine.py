@@ -7,7 +7,7 @@ each partition commits its own files and ``finalize`` orders them by partition i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import UsageError
@@ -17,7 +17,11 @@ from .pipeline import run_partition
 
 
 def run_ray(
-    job: Job, partitions: Iterable[Partition], workers: int, address: str | None = None
+    job: Job,
+    partitions: Iterable[Partition],
+    workers: int,
+    address: str | None = None,
+    fn: Callable[[Any, Any], dict] = run_partition,
 ) -> Iterator[dict[str, Any]]:
     try:
         import ray
@@ -29,7 +33,7 @@ def run_ray(
         # A fresh local instance gets --workers CPUs; an existing cluster keeps its own resources.
         extra = {"num_cpus": workers} if address is None else {}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **extra)
-    remote = ray.remote(run_partition)
+    remote = ray.remote(fn)
     try:
         pending = [remote.remote(job, p) for p in partitions]
         while pending:
