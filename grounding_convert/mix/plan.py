@@ -38,8 +38,9 @@ def dry_run(recipe: Recipe, output: str = "(dry run)") -> dict[str, Any]:
         mine = [t for t in tasks if t.source == number]
         reader, writer = source.job.build()
         samples = hits = rendered = records = 0
+        wanted = source.job.reader_options.get("split")
         for item in reader.read(mine[0].partition) if mine else ():
-            if not isinstance(item, Sample):
+            if not isinstance(item, Sample) or (wanted and item.split != wanted):
                 continue
             samples += 1
             if exclusions.hit(item) is not None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..output.shards import ShardSink
+from ..output.shards import PARTS_DIR, ShardSink
 from ..output.storage import Store
 from . import keys as K
 from .stage import INTERNAL_NAMES, MixJob, spill_name
@@ -64,6 +64,7 @@ def run_bucket(job: MixJob, task: BucketTask) -> dict[str, Any]:
     kept = np.flatnonzero(keep)
     ordered = kept[np.argsort(table.column("_order").to_numpy()[kept], kind="stable")] if n else kept
     _count(counts, sources, keep, "written")
+    store.makedirs(PARTS_DIR)
     sink = ShardSink(
         store,
         SPLIT,

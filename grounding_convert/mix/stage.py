@@ -236,10 +236,14 @@ def _stage(job: MixJob, task: StageTask) -> dict[str, Any]:
     exclusions = K.Exclusions(job.exclusions)
     copies_added = 0
     prio_base = task.source << 56
+    wanted = sjob.reader_options.get("split")
     try:
         for item in reader.read(partition):
             if isinstance(item, Sample):
                 tally.count_read(item.split)
+                if wanted and item.split != wanted:  # as convert does, before anything is counted against it
+                    tally.count_filtered(item.split, "split")
+                    continue
                 hit = exclusions.hit(item)
                 if hit is not None:
                     tally.count_filtered(item.split, f"decontaminated:{hit}")
