@@ -126,13 +126,15 @@ class SpillSink:
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
 
     def _keys(self, record_id: str, sample_id: str, task: str) -> tuple[int, tuple[int, int, int, int]]:
+        """(bucket, internal columns) of one record; the dedup hash only when the recipe dedups."""
         info = self.info[sample_id]
-        suffix = record_id[len(sample_id) + 1 :]
         seed = self.job.seed
-        dedup = K.dedup_key(seed, info.identity, task, K.record_text(info.sample, task, suffix))
         order = K.order_key(seed, record_id)
-        bucket = (dedup if self.job.dedup else order) % self.job.buckets
-        return bucket, (info.draw, order, dedup, info.prio)
+        if not self.job.dedup:
+            return order % self.job.buckets, (info.draw, order, 0, info.prio)
+        text = K.record_text(info.sample, task, record_id[len(sample_id) + 1 :])
+        dedup = K.dedup_key(seed, info.identity, task, text)
+        return dedup % self.job.buckets, (info.draw, order, dedup, info.prio)
 
     def add_many(self, records: list[dict[str, Any]]) -> None:
         for record in records:
@@ -175,7 +177,8 @@ class SpillSink:
         if self._writer is None:
             self.store.makedirs(SPILL_DIR)
             self._fh = self.store.open(tmp_name(self.name), "wb")
-            self._writer = pa.ipc.new_file(self._fh, self.full)
+            # zstd: the spill is a second copy of every record on disk, ~6x smaller this way
+            self._writer = pa.ipc.new_file(self._fh, self.full, options=pa.ipc.IpcWriteOptions(compression="zstd"))
         for bucket in sorted(set(self.dicts) | set(self.arrow)):
             self._dicts_to_arrow(bucket)
             pieces = self.arrow.pop(bucket)
