@@ -87,9 +87,12 @@ def dedup_key(seed: int, identity: str, task: str, text: str) -> int:
     return _digest(f"dedup\x00{seed}\x00{identity}\x00{task}\x00{normalized(text)}")
 
 
-def order_key(seed: int, record_id: str) -> int:
-    """Where a record stands in the shuffle (runs for every record: one f-string, one blake2b)."""
-    return _digest(f"order\x00{seed}\x00{record_id}")
+def order_key(seed: int, source: int, record_id: str) -> int:
+    """Where a record stands in the shuffle (runs for every record: one f-string, one blake2b).
+
+    The source takes part so that one dataset listed twice (same record ids) still spreads both copies.
+    """
+    return _digest(f"order\x00{seed}\x00{source}\x00{record_id}")
 
 
 class Exclusions:

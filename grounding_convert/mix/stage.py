@@ -129,7 +129,7 @@ class SpillSink:
         """(bucket, internal columns) of one record; the dedup hash only when the recipe dedups."""
         info = self.info[sample_id]
         seed = self.job.seed
-        order = K.order_key(seed, record_id)
+        order = K.order_key(seed, self.source, record_id)
         if not self.job.dedup:
             return order % self.job.buckets, (info.draw, order, 0, info.prio)
         text = K.record_text(info.sample, task, record_id[len(sample_id) + 1 :])

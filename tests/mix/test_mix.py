@@ -284,3 +284,10 @@ def test_card_and_manifest_report_every_source(mix_data: Fixtures, tmp_path: Pat
             and f"| {s['records_written']:,} | {s['proportion']:.1%} |" in card
         )
     assert not (tmp_path / "out" / "_progress" / "spill").exists()
+
+
+def test_ray_engine_gives_the_same_bytes(mix_data: Fixtures, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", mix_data, shard=40, dedup="image-text-task")
+    mix(recipe, tmp_path / "local")
+    mix(recipe, tmp_path / "ray", engine="ray", workers=2)
+    assert digest(tmp_path / "ray") == digest(tmp_path / "local")
