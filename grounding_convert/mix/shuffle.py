@@ -73,7 +73,6 @@ def run_bucket(job: MixJob, task: BucketTask) -> dict[str, Any]:
         schema,
         job.max_records_per_shard,
         job.max_shard_bytes,
-        getattr(writer, "tsv_row", None),
     )
     try:
         out = table.drop_columns(INTERNAL_NAMES).take(pa.array(ordered, type=pa.int64()))

@@ -21,6 +21,7 @@ from ..engine.job import Job
 from ..engine.pipeline import GC_YOUNG, _Converter, _Rejects
 from ..engine.tally import Tally
 from ..errors import Filtered, GroundingConvertError, Note, ReaderCrash, Reject
+from ..output.containers import container_for
 from ..output.storage import Store, tmp_name
 from ..readers.base import Partition
 from ..schema import Sample
@@ -136,6 +137,9 @@ class SpillSink:
         dedup = K.dedup_key(seed, info.identity, task, text)
         return dedup % self.job.buckets, (info.draw, order, dedup, info.prio)
 
+    def add(self, record: dict[str, Any]) -> None:
+        self.add_many([record])
+
     def add_many(self, records: list[dict[str, Any]]) -> None:
         for record in records:
             record_id = record["id"]
@@ -214,7 +218,7 @@ class _SpillConverter(_Converter):
 
     spill: SpillSink
 
-    def sink(self, split: str | None) -> SpillSink:  # type: ignore[override]
+    def sink(self, split: str | None, group: str = "") -> SpillSink:  # type: ignore[override]
         return self.spill
 
 
@@ -233,7 +237,8 @@ def _stage(job: MixJob, task: StageTask) -> dict[str, Any]:
         tally.count_rejected(item.split, item.reason)
         rejects.add(item)
 
-    convert = _SpillConverter(sjob, writer, partition, tally, {}, reject, writer.schema(), store, None)
+    container = container_for(sjob.format, sjob.image_root)
+    convert = _SpillConverter(sjob, writer, partition, tally, {}, reject, writer.schema(), store, container)
     convert.spill = spill
     convert.check_text = not reader.valid_unicode(partition)
     exclusions = K.Exclusions(job.exclusions)

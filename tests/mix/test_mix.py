@@ -291,3 +291,26 @@ def test_ray_engine_gives_the_same_bytes(mix_data: Fixtures, tmp_path: Path) -> 
     mix(recipe, tmp_path / "local")
     mix(recipe, tmp_path / "ray", engine="ray", workers=2)
     assert digest(tmp_path / "ray") == digest(tmp_path / "local")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_text_containers_hold_the_same_records(mix_data: Fixtures, tmp_path: Path, fmt: str) -> None:
+    import json
+
+    mix(write_recipe(tmp_path / "p.yaml", mix_data, shard=40), tmp_path / "parquet")
+    manifest = mix(write_recipe(tmp_path / "t.yaml", mix_data, shard=40, format=fmt), tmp_path / fmt)
+    shards = sorted((tmp_path / fmt / "data").glob(f"train-*.{fmt}"))
+    if fmt == "json":
+        records = [r for f in shards for r in json.loads(f.read_text())]
+    else:
+        records = [orjson.loads(line) for f in shards for line in f.read_bytes().splitlines()]
+    assert [r["id"] for r in records] == [r["id"] for r in rows(tmp_path / "parquet")]
+    assert len(records) == manifest["totals"]["records_written"]
+
+
+def test_tsv_is_refused_with_the_recipe_line(mix_data: Fixtures, tmp_path: Path) -> None:
+    from grounding_convert.mix.recipe import RecipeError
+
+    recipe = write_recipe(tmp_path / "r.yaml", mix_data, format="tsv")
+    with pytest.raises(RecipeError, match=r"r.yaml:3: mix writes parquet, jsonl, json, not 'tsv'"):
+        load_recipe(str(recipe))
