@@ -6,9 +6,12 @@ from typing import Annotated
 
 import typer
 
+from ..engine.checks import ENGINES
 from ..engine.runner import RunOptions
 from ..mix.recipe import load_recipe
+from ..option_types import NUM_WORKERS, WORKER_INDEX, WORKERS, Choice
 from .common import reported_errors
+from .options import checked
 
 Opt = typer.Option
 
@@ -17,12 +20,18 @@ def mix_command(
     recipe: Annotated[str, typer.Argument(help="Recipe YAML: writer, sources (weights), exclude, dedup.")],
     output: Annotated[str | None, Opt("--output", "-o", help="Output directory (or fsspec URL).")] = None,
     dry_run: Annotated[bool, Opt(help="Print the plan (sources, estimated counts, exclusion sets) and stop.")] = False,
-    workers: Annotated[int, Opt(help="Processes (local engine) or CPUs (ray).")] = 1,
+    workers: Annotated[
+        int, checked(WORKERS, help="Processes (local engine) or CPUs (ray); auto = os CPUs available.", metavar="N")
+    ] = 1,
     overwrite: Annotated[bool, Opt(help="Replace a non-empty output directory.")] = False,
     resume: Annotated[bool, Opt(help="Skip partitions and buckets an earlier run with the same recipe did.")] = False,
-    engine: Annotated[str, Opt(help="local (process pool) or ray.")] = "local",
-    num_workers: Annotated[int, Opt(help="Cluster slicing: total number of array tasks.")] = 1,
-    worker_index: Annotated[int, Opt(help="Cluster slicing: this task's index (e.g. $SLURM_ARRAY_TASK_ID).")] = 0,
+    engine: Annotated[str, checked(Choice(ENGINES), help="local (process pool) or ray.", metavar="ENGINE")] = "local",
+    num_workers: Annotated[
+        int, checked(NUM_WORKERS, help="Cluster slicing: total number of array tasks.", metavar="N")
+    ] = 1,
+    worker_index: Annotated[
+        int, checked(WORKER_INDEX, help="Cluster slicing: this task's index, below --num-workers.", metavar="I")
+    ] = 0,
     quiet: Annotated[bool, Opt(help="No progress bar.")] = False,
 ) -> None:
     """Mix several datasets into one shuffled training set, keeping evaluation images out."""

@@ -17,9 +17,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..engine.checks import checked_run_options
 from ..engine.job import JOB_FILE, PLAN_FILE
-from ..engine.runner import ENGINES, RunOptions, _prepare_output, input_fingerprint, localize_input, make_job
-from ..errors import GroundingConvertError, UsageError
+from ..engine.runner import RunOptions, _prepare_output, input_fingerprint, localize_input, make_job
+from ..errors import GroundingConvertError
 from ..output.shards import PARTS_DIR
 from ..output.storage import Store
 from ..plugins import get_reader
@@ -150,12 +151,8 @@ def build(recipe: Recipe, output: str) -> tuple[MixJob, list[StageTask], dict[st
 
 
 def run_mix(recipe: Recipe, output: str, run: RunOptions | None = None) -> MixResult:
-    run = run or RunOptions()
+    run = checked_run_options(run or RunOptions())  # the same checks and messages as convert
     started = time.perf_counter()
-    if run.engine not in ENGINES:
-        raise UsageError(f"unknown engine {run.engine!r} (engines: {', '.join(ENGINES)})")
-    if not 0 <= run.worker_index < run.num_workers:
-        raise UsageError(f"--worker-index must be in 0..{run.num_workers - 1}, not {run.worker_index}")
     job, tasks, state, excluded = build(recipe, output)
     store = Store(output)
     _prepare_output(store, state, run)
