@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from conftest import Fixtures, write_recipe
+from mix_fixtures import Fixtures, write_recipe
 from typer.testing import CliRunner
 
 from grounding_convert.cli.app import app
@@ -162,7 +162,7 @@ def test_max_samples_is_an_upper_bound_within_one_hash_bin(big_vg: tuple[Path, i
 
 
 def test_dedup_keeps_one_copy_from_the_first_source(mix_data: Fixtures, tmp_path: Path) -> None:
-    from conftest import samples_of
+    from mix_fixtures import samples_of
 
     from grounding_convert.readers.refcoco import RefCocoReader
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Fixtures, write_recipe
+from mix_fixtures import Fixtures, write_recipe
 from typer.testing import CliRunner
 
 from grounding_convert.cli.app import app
