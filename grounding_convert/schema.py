@@ -18,6 +18,27 @@ Scalar = str | int | float | bool | None
 
 DATASETS = ("visual_genome", "refcoco", "refcoco+", "refcocog", "visual7w", "flickr30k_entities", "grit")
 ROLES = ("answer", "choice")
+# Namespaces of image identities across datasets (DESIGN §7 "Images have identities"): the same photo is a
+# COCO train2014 image in RefCOCO*, may be a Visual Genome image (image_data.json coco_id / flickr_id) and
+# a Flickr30K image.  Adding a namespace adds one nullable field to the Arrow struct below.
+IMAGE_KEYS = ("coco", "flickr", "vg")
+
+
+def image_keys(**ids: object) -> dict[str, int]:
+    """``image_keys(coco=581857, flickr="1000092795", vg=None)`` → ``{"coco": 581857, "flickr": 1000092795}``.
+
+    What a reader writes in one line: nulls, bools, negatives and non-numeric values are dropped (a key is
+    only ever claimed when the data says so), digit strings become ints.
+    """
+    keys: dict[str, int] = {}
+    for name, value in ids.items():
+        if name not in IMAGE_KEYS:
+            raise ValueError(f"unknown image key namespace {name!r} (known: {', '.join(IMAGE_KEYS)})")
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+            keys[name] = value
+    return keys
 
 
 @dataclass(slots=True)
@@ -29,6 +50,8 @@ class ImageRef:
     width: int | None = None
     height: int | None = None
     url: str | None = None
+    # identities of this photo in other datasets' id spaces ({"coco": 581857, "vg": 1}); see IMAGE_KEYS
+    keys: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -72,6 +95,7 @@ class Sample:
                 "width": self.image.width,
                 "height": self.image.height,
                 "url": self.image.url,
+                "keys": {name: self.image.keys.get(name) for name in IMAGE_KEYS},
             },
             "text": self.text,
             "answer": self.answer,
@@ -91,7 +115,10 @@ class Sample:
 
     @classmethod
     def from_record(cls, row: dict[str, Any]) -> Sample:
-        """Inverse of :meth:`to_record` (accepts ``meta`` as a JSON string or an object)."""
+        """Inverse of :meth:`to_record` (accepts ``meta`` as a JSON string or an object).
+
+        Rows written before ``image.keys`` existed have no ``keys``: they read back with none.
+        """
         image = row["image"]
         meta = row.get("meta") or {}
         if isinstance(meta, str | bytes):
@@ -106,6 +133,7 @@ class Sample:
                 width=image.get("width"),
                 height=image.get("height"),
                 url=image.get("url"),
+                keys={k: v for k, v in (image.get("keys") or {}).items() if v is not None},
             ),
             text=row["text"],
             answer=row.get("answer"),
@@ -131,6 +159,7 @@ IMAGE_TYPE = pa.struct(
         ("width", pa.int64()),
         ("height", pa.int64()),
         ("url", pa.string()),
+        ("keys", pa.struct([(name, pa.int64()) for name in IMAGE_KEYS])),
     ]
 )
 

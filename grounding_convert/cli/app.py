@@ -15,6 +15,7 @@ from .export import export_command
 from .finalize import finalize_command
 from .group import OneLineErrors
 from .inspect import inspect_command
+from .mix import mix_command
 from .preview import preview_command
 from .synth import synth_command
 from .validate import validate_command
@@ -55,6 +56,7 @@ app.command("demo")(demo_command)
 app.command("preview")(preview_command)
 app.command("inspect")(inspect_command)
 app.command("export")(export_command)
+app.command("mix")(mix_command)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..engine.lock import OutputLock
+from ..mix.finalize import finalize_mix, is_mix
 from ..output.finalize import finalize, load_state
 from ..output.storage import Store
 from .common import reported_errors
@@ -18,6 +19,11 @@ def finalize_command(
     """Name the shards -of-NNNNN, merge the workers' counts into manifest.json and the dataset card."""
     with reported_errors():
         store = Store(output)
+        if is_mix(store):  # a mixture: shuffle what is left, then name shards (mix/finalize.py)
+            with OutputLock(store, command="finalize"):
+                manifest = finalize_mix(store)
+            typer.echo(f"finalized {output}: {len(manifest['shards'])} shard(s); {manifest['totals']}")
+            return
         load_state(store)  # refuses a folder holding no run before the lock would create anything
         with OutputLock(store, command="finalize"):  # not while a convert (or an array slice) still writes
             done = finalize(store)

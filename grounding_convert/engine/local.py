@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
@@ -31,11 +31,16 @@ from .signals import init_worker, run_in_worker
 GRACE_SECONDS = 3.0
 
 
-def run_local(job: Job, partitions: Iterable[Partition], workers: int) -> Iterator[dict[str, Any]]:
-    """Yield each partition's result as it finishes, keeping at most ``2 × workers`` in flight."""
+def run_local(
+    job: Job, partitions: Iterable[Partition], workers: int, fn: Callable[[Any, Any], dict] = run_partition
+) -> Iterator[dict[str, Any]]:
+    """Yield each partition's result as it finishes, keeping at most ``2 × workers`` in flight.
+
+    ``fn(job, partition)`` is the work of one partition (another stage, e.g. ``mix``, passes its own).
+    """
     if workers <= 1:
         for partition in partitions:
-            yield run_partition(job, partition)
+            yield fn(job, partition)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pending: set[Future] = set()
@@ -46,7 +51,7 @@ def run_local(job: Job, partitions: Iterable[Partition], workers: int) -> Iterat
     )
     try:
         for partition in todo:
-            future = pool.submit(run_in_worker, run_partition, job, partition)
+            future = pool.submit(run_in_worker, fn, job, partition)
             pending.add(future)
             running[future] = partition
             if len(pending) >= 2 * workers:

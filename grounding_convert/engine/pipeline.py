@@ -246,6 +246,7 @@ class _Converter:
         if batchable:
             if pending and pending[0].split != sample.split:
                 self.flush()  # a batch goes to one split's shards
+                pending = self.pending  # flush started a new list: the sample must not join the flushed one
             pending.append(sample)
             if len(pending) >= BATCH_SAMPLES:
                 self.flush()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import UsageError
@@ -21,7 +21,11 @@ from .signals import install as install_signal_handlers
 
 
 def run_ray(
-    job: Job, partitions: Iterable[Partition], workers: int, address: str | None = None
+    job: Job,
+    partitions: Iterable[Partition],
+    workers: int,
+    address: str | None = None,
+    fn: Callable[[Any, Any], dict] = run_partition,
 ) -> Iterator[dict[str, Any]]:
     try:
         import ray
@@ -34,7 +38,7 @@ def run_ray(
         extra = {"num_cpus": workers} if address is None else {}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **extra)
         install_signal_handlers()  # ray.init installs its own SIGTERM handler; ours stops the run cleanly
-    remote = ray.remote(run_partition)
+    remote = ray.remote(fn)
     pending: list[Any] = []
     try:
         pending = [remote.remote(job, p) for p in partitions]

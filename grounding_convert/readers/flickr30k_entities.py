@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import boxes as B
 from ..errors import InputFileError, Note, Reject, UsageError
 from ..option_types import PER_PARTITION, bounded
-from ..schema import Box, ImageRef, Region, Sample, flickr30k_id
+from ..schema import Box, ImageRef, Region, Sample, flickr30k_id, image_keys
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
 SPLITS = ("train", "val", "test")
@@ -351,7 +351,7 @@ class Flickr30kEntitiesReader(Reader):
             id=sample_id,
             dataset=self.dataset,
             split=split,
-            image=ImageRef(file=f"{image_id}.jpg", id=image_id, width=ann.width, height=ann.height),
+            image=ImageRef(f"{image_id}.jpg", image_id, ann.width, ann.height, keys=image_keys(flickr=image_id)),
             text=text,
             regions=regions,
             meta={

@@ -30,7 +30,7 @@ from ..errors import Filtered, InputFileError, Note, Reject, UsageError
 from ..option_types import PER_PARTITION, bounded
 from ..safe_pickle import EXPECTED as PICKLE_EXPECTED
 from ..safe_pickle import load_plain_pickle
-from ..schema import ImageRef, Region, Sample, refcoco_id
+from ..schema import ImageRef, Region, Sample, image_keys, refcoco_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
 REFS_FILE = re.compile(r"refs\((?P<split_by>[A-Za-z0-9_-]+)\)\.p")
@@ -285,7 +285,7 @@ class _RefReader(Reader):
                 id=refcoco_id(self.dataset, split_by, ref_id, sent_id),
                 dataset=self.dataset,
                 split=split,
-                image=ImageRef(file=image[0], id=str(image[3]), width=image[1], height=image[2]),
+                image=ImageRef(image[0], str(image[3]), image[1], image[2], keys=image_keys(coco=image[3])),
                 text=text,
                 regions=[
                     Region(

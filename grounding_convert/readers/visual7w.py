@@ -30,8 +30,9 @@ from ..errors import Filtered, InputFileError, Note, RecordError, Reject, UsageE
 from ..images import header_size, open_image
 from ..option_types import PER_PARTITION, bounded
 from ..safe_paths import UnsafePath
-from ..schema import ImageRef, Region, Sample, visual7w_id
+from ..schema import ImageRef, Region, Sample, image_keys, visual7w_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
+from .visual_genome import load_image_data
 
 KINDS = ("telling", "pointing")
 DATASET_FILES = {"telling": "dataset_v7w_telling.json", "pointing": "dataset_v7w_pointing.json"}
@@ -156,9 +157,18 @@ class Visual7wReader(Reader):
             except RecordError as exc:
                 yield Reject(exc.reason, f"{source}: {position}: {exc.message}", source, position, _raw(qa))
                 continue
+            sample.image.keys = self._image_keys(image_id)
             yield sample
             if clipped:
                 yield Note("clipped-box", clipped, {"sample_id": sample.id, "source": source})
+
+    def _image_keys(self, image_id: Any) -> dict[str, int]:
+        """image.keys: Visual7W images are Visual Genome images; coco/flickr ids from image_data.json if given."""
+        if self.options.vg_image_data:
+            info = load_image_data(self.options.vg_image_data).get(image_id)
+            if info is not None:
+                return info.keys
+        return image_keys(vg=image_id)
 
     def _sizes(self, images: list[dict[str, Any]]) -> dict[Any, tuple[int, int] | RecordError]:
         """Width/height per image id: JPEG header first, VG image_data as the fallback."""

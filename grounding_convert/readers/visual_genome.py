@@ -26,7 +26,7 @@ import orjson
 from .. import boxes
 from ..errors import InputFileError, Note, RecordError, Reject, UsageError
 from ..option_types import PER_PARTITION, bounded
-from ..schema import ImageRef, Region, Sample, visual_genome_id
+from ..schema import ImageRef, Region, Sample, image_keys, visual_genome_id
 from .base import Partition, Reader, ReaderOptions, ReadItem
 
 FILE_NAMES = {"regions": "region_descriptions.json", "objects": "objects.json"}
@@ -286,6 +286,7 @@ class ImageInfo:
     height: int | None
     file: str
     url: str | None
+    keys: dict[str, int]  # image.keys (vg, coco_id, flickr_id); shared by the image's samples, read-only
 
 
 def load_image_data(path: str) -> dict[int, ImageInfo]:
@@ -317,6 +318,7 @@ def _load_image_data(path: str, size: int, mtime_ns: int) -> dict[int, ImageInfo
             height=height if _is_int(height) and height > 0 else None,
             file=_image_file(image_id, url),
             url=url,
+            keys=image_keys(vg=image_id, coco=entry.get("coco_id"), flickr=entry.get("flickr_id")),
         )
     return table
 
@@ -426,7 +428,7 @@ def _sample(
         id=visual_genome_id(image_id, record_id),
         dataset="visual_genome",
         split=None,
-        image=ImageRef(file=info.file, id=str(image_id), width=info.width, height=info.height, url=info.url),
+        image=ImageRef(info.file, str(image_id), info.width, info.height, info.url, info.keys),
         text=text,
         regions=[Region(phrase=text, span=(0, len(text)), boxes=[box], category=category)],
         meta=meta,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import boxes
+from ..errors import UsageError
 from .images import write_jpeg
 
 NOUNS = ["man", "woman", "dog", "car", "tree", "clock", "street", "sign", "bike", "window", "shirt", "café"]
@@ -38,6 +39,8 @@ def generate(
     write_images: bool = True,
     regions_per_image: int = 50,
     objects_per_image: int = 20,
+    coco_ids: dict[int, int] | str | None = None,
+    flickr_ids: dict[int, int] | str | None = None,
 ) -> dict[str, int]:
     """Write ``images`` images' worth of VG annotations into ``output`` and return what was written.
 
@@ -45,7 +48,12 @@ def generate(
     (records a reader keeps), ``rejected`` / ``object_rejected`` (empty-box), ``clipped`` /
     ``object_clipped`` (kept after clipping), ``trailing_spaces`` (phrases with stray whitespace),
     ``boxes`` (= samples: one box per region sample), ``image_files``.
+
+    ``coco_ids`` / ``flickr_ids`` give chosen images (VG id → id, or ``"1:581857,4:1000092795"`` from the
+    CLI) the ``coco_id`` / ``flickr_id`` that image_data.json records for photos shared with COCO and
+    Flickr30K; every other image has null, so a fixture can plant known overlaps with evaluation sets.
     """
+    coco, flickr = _id_map(coco_ids), _id_map(flickr_ids)
     if version not in ("1.0", "1.2"):
         raise ValueError(f"version must be '1.0' or '1.2', not {version!r}")
     output = Path(output)
@@ -71,7 +79,7 @@ def generate(
             entry = {"width": width, "url": url, "height": height, "image_id": image_id}
             if v10:
                 entry = {"width": width, "url": url, "height": height, "id": image_id}
-            writers[0].write({**entry, "coco_id": None, "flickr_id": None})
+            writers[0].write({**entry, "coco_id": coco.get(image_id), "flickr_id": flickr.get(image_id)})
             counts["images"] += 1
 
             # image 3 has no regions at all: a reader must simply yield nothing for it
@@ -130,6 +138,19 @@ def generate(
             writer.close()
     counts["boxes"] = counts["samples"]
     return counts
+
+
+def _id_map(value: dict[int, int] | str | None) -> dict[int, int]:
+    """``{1: 581857}`` or ``"1:581857,2:98304"`` → ``{1: 581857, 2: 98304}``."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {int(k): int(v) for k, v in value.items()}
+    pairs = [item.split(":", 1) for item in str(value).split(",") if item.strip()]
+    try:
+        return {int(k): int(v) for k, v in pairs}
+    except ValueError as exc:
+        raise UsageError(f"ids must be VG_ID:ID pairs separated by commas, not {value!r}") from exc
 
 
 def _box(rng: random.Random, width: int, height: int) -> tuple[int, int, int, int, str]:

@@ -26,6 +26,7 @@ from grounding_convert.readers.base import option_type
 runner = CliRunner()
 BIN = str(Path(sys.executable).with_name("grounding-convert"))
 FLICKR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "flickr30k_entities"
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "recipes" / "kosmos2-grit.yaml"
 
 # (command, option) → (a value that cannot work, the exact line printed)
 REFUSED: dict[tuple[str, str], tuple[str, str]] = {
@@ -80,6 +81,13 @@ REFUSED: dict[tuple[str, str], tuple[str, str]] = {
     ("synth", "--images"): ("0", "error: Invalid value for '--images': 0 (accepted: a whole number ≥ 1)"),
     ("synth", "--seed"): ("s", "error: Invalid value for '--seed': s (accepted: a whole number)"),
     ("demo", "--format"): ("tsv", "error: Invalid value for '--format': tsv (accepted: one of parquet, jsonl, json)"),
+    ("mix", "--workers"): (
+        "0",
+        "error: Invalid value for '--workers': 0 (accepted: a whole number ≥ 1, or auto (= the CPUs available))",
+    ),
+    ("mix", "--engine"): ("spark", "error: Invalid value for '--engine': spark (accepted: one of local, ray)"),
+    ("mix", "--num-workers"): ("0", "error: Invalid value for '--num-workers': 0 (accepted: a whole number ≥ 1)"),
+    ("mix", "--worker-index"): ("-1", "error: Invalid value for '--worker-index': -1 (accepted: a whole number ≥ 0)"),
 }
 
 
@@ -91,6 +99,7 @@ def base_args(command: str, tmp: Path) -> list[str]:
         "preview": ["preview", str(tmp / "out"), "--image-root", str(tmp / "img"), "--out", str(tmp / "p.png")],
         "synth": ["synth", "--dataset", "flickr30k-entities", "--output", str(tmp / "synth")],
         "demo": ["demo", "--output", str(tmp / "demo")],
+        "mix": ["mix", str(RECIPE), "-o", str(tmp / "out"), "--quiet"],
     }[command]
 
 
@@ -131,7 +140,7 @@ def test_every_numeric_option_has_a_checked_type_and_a_row_in_the_table():
     checked = {(c, f) for c, f, _h, kind in CHECKED}
     assert numeric <= checked
     assert checked == set(REFUSED), f"table rows missing {checked - set(REFUSED)}, stale {set(REFUSED) - checked}"
-    assert {c for c, _f in checked} <= {"convert", "inspect", "preview", "synth", "demo"}  # base_args knows them
+    assert {c for c, _f in checked} <= {"convert", "inspect", "preview", "synth", "demo", "mix"}  # base_args knows
 
 
 @pytest.mark.parametrize(("command", "flag"), sorted(REFUSED))

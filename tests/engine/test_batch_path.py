@@ -137,3 +137,14 @@ def test_a_failing_columnar_path_falls_back_to_per_record(odd_grit, tmp_path, mo
             convert(job, RunOptions(progress=False))
             outputs[name] = tree(out)
     assert outputs["broken"] == outputs["per-record"]
+
+
+def test_interleaved_splits_lose_no_sample(tmp_path, monkeypatch):
+    """RefCOCO refs alternate splits: the sample that ends a batch by its split must start the next one."""
+    root = tmp_path / "refcoco"
+    generate("refcoco", root, images=80, seed=5, write_images=False)
+    batched, per_record = run_both(monkeypatch, tmp_path, input=str(root / "refcoco"), reader="refcoco")
+    assert batched == per_record
+    job = make_job(input=str(root / "refcoco"), output=str(tmp_path / "again"), writer="qwen-vl", reader="refcoco")
+    tally = convert(job, RunOptions(progress=False)).tally
+    assert tally.read == tally.written > 0
