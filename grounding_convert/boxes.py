@@ -18,6 +18,10 @@ import numpy as np
 
 Box = list[float]
 Rounding = Literal["floor", "round"]
+#: In which order a model's own code computes ``v / size * scale`` (float results differ at bin edges):
+#: ``fraction`` ``v / size * scale`` (Qwen, InternVL, PaliGemma, OFA …); ``ratio`` ``v * (scale / size)``
+#: (Qwen2.5-VL's ``x1 * scale_w``); ``per-bin-f32`` ``v / (size / scale)`` in float32 (Florence-2's torch code).
+Arithmetic = Literal["fraction", "ratio", "per-bin-f32"]
 
 
 class BoxError(ValueError):
@@ -156,11 +160,22 @@ class Quantizer:
     scale: int
     rounding: Rounding
     max_index: int
+    arithmetic: Arithmetic = "fraction"
+
+    def scaled(self, value: float, size: float) -> float:
+        """``value / size * scale`` in the model's own order of operations (see :data:`Arithmetic`)."""
+        if self.arithmetic == "fraction":
+            return value / size * self.scale
+        if self.arithmetic == "ratio":
+            return value * (self.scale / size)
+        # transformers models/florence2/processing_florence2.py Florence2PostProcessor.quantize: a float32
+        # tensor divided by the python float size / bins (torch computes it in float32)
+        return float(np.float32(value) / np.float32(size / self.scale))
 
     def encode(self, value: float, size: float) -> int:
         if size <= 0:
             raise BoxError(f"image size {size} cannot quantize a coordinate")
-        scaled = value / size * self.scale
+        scaled = self.scaled(value, size)
         q = math.floor(scaled) if self.rounding == "floor" else round(scaled)
         return int(min(max(q, 0), self.max_index))
 
@@ -172,6 +187,9 @@ class Quantizer:
         """Same as :meth:`encode` on each corner, inlined: this runs for every box of every record."""
         if width <= 0 or height <= 0:
             raise BoxError(f"image size {width}x{height} cannot quantize a box")
+        if self.arithmetic != "fraction":
+            x1, y1, x2, y2 = box
+            return [self.encode(x1, width), self.encode(y1, height), self.encode(x2, width), self.encode(y2, height)]
         scale, top = self.scale, self.max_index
         x1, y1, x2, y2 = box  # v / size * scale, in the models' own order of operations
         if self.rounding == "floor":
