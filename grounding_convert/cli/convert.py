@@ -29,7 +29,17 @@ from .options import (
 from .summary import print_summary
 
 READER_FLAGS = ("split_by", "annotations", "text", "spans", "min_score", "image_root", "vg_image_data")
-WRITER_FLAGS = ("image_prefix", "template_file", "language", "embed_images", "image_root")
+WRITER_FLAGS = ("image_prefix", "template_file", "language", "embed_images", "image_root") + (
+    "layout",
+    "resize_profile",
+    "min_pixels",
+    "max_pixels",
+    "factor",
+    "box_format",
+    "max_coord",
+    "odvg_dialect",
+    "label_map",
+)
 
 Opt = typer.Option
 
@@ -96,6 +106,20 @@ def convert_command(
     turns: Annotated[
         int, Opt(help="qwen-vl, cogvlm: pack up to N records of one image and task into one conversation.")
     ] = 1,
+    layout: Annotated[
+        str | None, Opt(help="Conversation writers: native, llamafactory (+ dataset_info.json) or ms-swift records.")
+    ] = None,
+    resize_profile: Annotated[
+        str | None,
+        Opt(help="qwen2.5-vl: trainer resize defaults: hf, qwen-finetune, qwen-sft-script, ms-swift, llamafactory."),
+    ] = None,
+    min_pixels: Annotated[int | None, Opt(help="qwen2.5-vl: smart_resize min_pixels (with --max-pixels).")] = None,
+    max_pixels: Annotated[int | None, Opt(help="qwen2.5-vl: smart_resize max_pixels (with --min-pixels).")] = None,
+    factor: Annotated[int | None, Opt(help="qwen2.5-vl: smart_resize factor (default 28).")] = None,
+    box_format: Annotated[str | None, Opt(help="qwen2.5-vl / qwen3-vl: json (default) or tokens.")] = None,
+    max_coord: Annotated[str | None, Opt(help="qwen3-vl: 1000 (default) or 999.")] = None,
+    odvg_dialect: Annotated[str | None, Opt(help="odvg: mmdet (default) or open-groundingdino.")] = None,
+    label_map: Annotated[str | None, Opt(help='odvg detection: label map JSON {"0": "name", ...}.')] = None,
     reader_option: ReaderOption = None,
     writer_option: Annotated[
         list[str] | None, Opt("--writer-option", "-W", help="Any writer option KEY=VALUE.")
@@ -111,6 +135,15 @@ def convert_command(
             "template_file": template_file,
             "language": language,
             "embed_images": embed_images,
+            "layout": layout,
+            "resize_profile": resize_profile,
+            "min_pixels": min_pixels,
+            "max_pixels": max_pixels,
+            "factor": factor,
+            "box_format": box_format,
+            "max_coord": max_coord,
+            "odvg_dialect": odvg_dialect,
+            "label_map": label_map,
         }
         reader_opts, writer_opts = route_options(
             reader, to, flags, parse_pairs(reader_option, "-O"), parse_pairs(writer_option, "-W")

@@ -72,7 +72,7 @@ def make_job(
     reader_name = reader or detect_reader(localize_input(input))
     writer_cls = get_writer(writer)
     get_reader(reader_name)
-    chosen = tuple(tasks) if tasks else tuple(writer_cls.tasks)
+    chosen = tuple(tasks) if tasks else tuple(getattr(writer_cls, "default_tasks", None) or writer_cls.tasks)
     check_tasks(writer_cls, chosen)
     fmt = kwargs.get("format", "parquet")
     check_format(fmt, writer_cls.formats, writer, kwargs.get("image_root"))

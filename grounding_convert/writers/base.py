@@ -54,6 +54,13 @@ class ConversationLayout:
     image_head: str | None = None
 
 
+@dataclass
+class ConversationOptions(WriterOptions):
+    """Options of writers whose records are conversations (they can be packed by a trainer layout)."""
+
+    layout: Literal["native", "llamafactory", "ms-swift"] = "native"  # grounding_convert/layouts.py
+
+
 @dataclass(slots=True)
 class Decoded:
     """One grounding read back from a record: the phrase (if the record names it) and pixel boxes."""
@@ -151,7 +158,14 @@ class Writer(ABC):
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Writer:
-        return cls(build_options(cls.Options, values, owner=f"writer {cls.name!r}"))
+        """The writer for these options; a conversation writer with ``layout`` set comes packed by that layout."""
+        writer = cls(build_options(cls.Options, values, owner=f"writer {cls.name!r}"))
+        layout = getattr(writer.options, "layout", "native")
+        if layout != "native":
+            from ..layouts import laid_out
+
+            return laid_out(writer, layout)  # type: ignore[return-value]
+        return writer
 
     # --- what subclasses provide ------------------------------------------------------------------
 

@@ -23,7 +23,16 @@ import pyarrow as pa
 from .. import boxes as B
 from ..errors import RecordError
 from ..schema import Box, Region, Sample
-from .base import ConversationLayout, Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
+from .base import (
+    ConversationLayout,
+    ConversationOptions,
+    Decoded,
+    RecordRandom,
+    Writer,
+    conversation_turns,
+    ordered_spans,
+    record_size,
+)
 
 # Encoding: THUDM/CogVLM README.md "Format of coordination" (relative coordinate x 1000, zero-padded to
 # three digits, xyxy).  CogVLM itself ships only the decoder; the encoder of the same group is THUDM/CogCoM
@@ -50,6 +59,15 @@ class CogVlmWriter(Writer):
     tasks = ("rec", "reg", "grounded-caption", "pointing")
     template_name = "cogvlm"
     conversation = ConversationLayout("role", "content")  # the image goes to the model apart from the text
+    Options = ConversationOptions
+
+    def turns(self, record: dict[str, Any]) -> tuple[str, str]:
+        """(prompt, reply): what a trainer layout re-packs (``layouts.py``); CogVLM's text has no image tag."""
+        return conversation_turns(record, "role", "content")
+
+    def native(self, record: dict[str, Any], prompt: str, reply: str) -> dict[str, Any]:
+        """The inverse of :meth:`turns`."""
+        return {**record, **_conversation(prompt, reply)}
 
     def model_fields(self) -> list[tuple[str, pa.DataType]]:
         turn = pa.struct([("role", pa.string()), ("content", pa.string())])

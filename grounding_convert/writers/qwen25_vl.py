@@ -27,8 +27,9 @@ from .. import boxes as B
 from ..errors import RecordError, UsageError
 from ..resize import PROFILES, QWEN25_FACTOR, ResizeSetting
 from ..schema import Sample
+from .base import ConversationOptions
 from .qwen2_vl import QwenJsonWriter
-from .spelled import BoxFormat, ConversationOptions
+from .spelled import BoxFormat
 
 
 @dataclass

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .. import boxes as B
+from .base import ConversationOptions
 from .qwen2_vl import QwenJsonWriter
-from .spelled import BoxFormat, ConversationOptions
+from .spelled import BoxFormat
 
 
 @dataclass

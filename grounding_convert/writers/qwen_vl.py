@@ -35,7 +35,16 @@ from .. import boxes
 from ..errors import RecordError, UsageError
 from ..schema import Box, Region, Sample
 from . import batch
-from .base import ConversationLayout, Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
+from .base import (
+    ConversationLayout,
+    ConversationOptions,
+    Decoded,
+    RecordRandom,
+    Writer,
+    conversation_turns,
+    ordered_spans,
+    record_size,
+)
 
 # int(v / size * 1000), clamped to 999: README.md "[0, 1000)" + tokenization_qwen.py "%d" (truncation).
 QUANTIZER = boxes.Quantizer(scale=1000, rounding="floor", max_index=999)
@@ -73,6 +82,21 @@ class QwenVlWriter(Writer):
     template_name = "qwen-vl"
     # README.md L912-947: later user turns of a conversation carry no "Picture 1: <img>…</img>" line
     conversation = ConversationLayout("from", "value", "Picture 1: <img>{image}</img>\n")
+    Options = ConversationOptions
+
+    def turns(self, record: dict[str, Any]) -> tuple[str, str]:
+        """(prompt without the picture line, reply): what a trainer layout re-packs (``layouts.py``)."""
+        user, reply = conversation_turns(record, "from", "value")
+        match = IMAGE_PREFIX.match(user)
+        if match is None:
+            raise RecordError("bad-record", "user turn does not start with 'Picture 1: <img>…</img>\\n'", user)
+        return user[match.end() :], reply
+
+    def native(self, record: dict[str, Any], prompt: str, reply: str) -> dict[str, Any]:
+        """The inverse of :meth:`turns`."""
+        head = f"Picture 1: <img>{record.get('image')}</img>\n"
+        turns = [{"from": "user", "value": head + prompt}, {"from": "assistant", "value": reply}]
+        return {**record, "conversations": turns}
 
     def model_fields(self) -> list[tuple[str, pa.DataType]]:
         return [("conversations", CONVERSATION_TYPE)]

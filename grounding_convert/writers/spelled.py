@@ -23,7 +23,7 @@ import pyarrow as pa
 from .. import boxes as B
 from ..errors import RecordError, UsageError
 from ..schema import Box, Region, Sample
-from .base import Decoded, RecordRandom, Writer, WriterOptions, ordered_spans, record_size
+from .base import ConversationOptions, Decoded, RecordRandom, Writer, WriterOptions, ordered_spans, record_size
 
 FIELDS = ("x1", "y1", "x2", "y2")
 IMAGE_TOKEN = "<image>"
@@ -207,11 +207,6 @@ class SpelledWriter(Writer):
 CONVERSATION = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
 
 
-@dataclass
-class ConversationOptions(WriterOptions):
-    """Options of the conversation writers."""
-
-
 class ConversationWriter(SpelledWriter):
     """``{"image", "conversations": [{"from": "human", "value": "<image>\\n…"}, {"from": "gpt", …}]}`` records.
 
@@ -272,6 +267,16 @@ class ConversationWriter(SpelledWriter):
                 "bad-record", f"record {record.get('id')!r}: human turn does not start with {self.head!r}"
             )
         return user[len(self.head) :], reply
+
+    def native(self, record: dict[str, Any], prompt: str, reply: str) -> dict[str, Any]:
+        """The inverse of :meth:`turns`: this writer's record from common columns, prompt and reply."""
+        turns = [{"from": "human", "value": self.head + prompt}, {"from": "gpt", "value": reply}]
+        extra = {k: v for k, v in record.items() if k not in ("id", "sample_id", "task", "image", "width", "height")}
+        return {
+            **{k: record.get(k) for k in ("id", "sample_id", "task", "image", "width", "height")},
+            "conversations": turns,
+            **extra,
+        }
 
     def parse(self, record: dict[str, Any]) -> list[Decoded]:
         width, height = record_size(record)
