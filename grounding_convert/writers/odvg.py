@@ -109,7 +109,9 @@ class OdvgWriter(Writer):
             return []
         self._check_size(sample)
         if self.labels is None:
-            raise RecordError("no-label-map", 'the detection task needs --label-map (JSON {"0": "name", …})')
+            raise RecordError(
+                "no-label-map", 'the detection task needs a label map: --label-map FILE (JSON {"0": "name", …})'
+            )
         instances = []
         for region in regions:
             name = region.category or region.phrase

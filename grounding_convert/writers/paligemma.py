@@ -56,9 +56,9 @@ class PaliGemmaWriter(PrefixSuffixWriter):
         return self.prefix_suffix(prompt, self.objects(sample, [region], [phrase]), sample)
 
     def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
-        text = self.plain(sample.text, sample)
+        text = sample.text  # only the grounded phrases are written, so only they must be free of markup
         regions = ordered_spans(sample)
-        labels = [text[r.span[0] : r.span[1]] for r in regions]
+        labels = [self.plain(text[r.span[0] : r.span[1]], sample) for r in regions]
         prompt = fill(self.choose_template("grounded-caption", rng), phrases=SEPARATOR.join(dict.fromkeys(labels)))
         return self.prefix_suffix(prompt, self.objects(sample, regions, labels), sample)
 

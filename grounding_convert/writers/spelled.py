@@ -72,10 +72,9 @@ class Spelling:
         return f"{re.escape(head)}(?P<phrase>.*?){re.escape(tail)}" if head or tail else ""
 
     def reserved(self) -> tuple[str, ...]:
-        """Markup that source text must not contain (it would be read back as a box or a phrase tag)."""
-        pieces = [lit for lit, *_ in string.Formatter().parse(self.box)]
-        pieces += [p for t in (self.group, self.ref) for p in re.split(r"\{boxes\}|\{phrase\}", t)]
-        return tuple(sorted({p.strip() for p in pieces if len(p.strip()) >= 2 and not p.strip().isalnum()}))
+        """The model's tags in the templates (``<|box_start|>``, ``<ref>``…): source text must not contain them."""
+        text = "".join(lit for lit, *_ in string.Formatter().parse(self.box)) + self.group + self.ref
+        return tuple(sorted(set(re.findall(r"<[^<>{}]+>", text))))
 
 
 def fill(template: str, **values: str) -> str:
