@@ -26,12 +26,12 @@ def main(output: str) -> int:
     stub = types.ModuleType("torchaudio")
     stub.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
     sys.modules.setdefault("torchaudio", stub)
+    import orjson
     from llamafactory.data.loader import _load_single_dataset
     from llamafactory.data.parser import get_dataset_list
 
-    import orjson
-
-    names = list(orjson.loads(open(f"{output}/dataset_info.json", "rb").read()))
+    with open(f"{output}/dataset_info.json", "rb") as fh:
+        names = list(orjson.loads(fh.read()))
     # the fields of DataArguments / ModelArguments / TrainingArguments the file path reads (llamafactory.hparams
     # itself imports omegaconf and the trainer stack, which a data check does not need)
     data_args = types.SimpleNamespace(
