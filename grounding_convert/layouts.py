@@ -31,6 +31,8 @@ MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])
 class LaidOut:
     """A conversation writer whose records are re-packed by a trainer layout (everything else delegated)."""
 
+    conversation = None  # --turns packs native conversations only (make_job refuses --turns with --layout)
+
     def __init__(self, writer: Writer, layout: str):
         if layout not in LAYOUTS[1:]:
             raise UsageError(f"unknown --layout {layout!r} (layouts: {', '.join(LAYOUTS)})")

@@ -80,6 +80,8 @@ def make_job(
     parse_max_rejects(kwargs.get("max_rejects"))
     kwargs["reader_options"] = _typed(get_reader(reader_name).Options, kwargs.get("reader_options") or {}, reader_name)
     kwargs["writer_options"] = _typed(writer_cls.Options, kwargs.get("writer_options") or {}, writer)
+    if kwargs.get("turns", 1) > 1 and kwargs["writer_options"].get("layout", "native") != "native":
+        raise UsageError("--turns packs the native conversation layout; leave it out with --layout")
     if fmt == "tsv" and kwargs["writer_options"].get("image_prefix"):
         raise UsageError("--image-prefix does not apply to --format tsv (its image column holds the image bytes)")
     return Job(input=input, reader=reader_name, writer=writer, output=output, tasks=chosen, **kwargs)

@@ -23,7 +23,16 @@ import pyarrow as pa
 from .. import boxes as B
 from ..errors import RecordError, UsageError
 from ..schema import Box, Region, Sample
-from .base import ConversationOptions, Decoded, RecordRandom, Writer, WriterOptions, ordered_spans, record_size
+from .base import (
+    ConversationLayout,
+    ConversationOptions,
+    Decoded,
+    RecordRandom,
+    Writer,
+    WriterOptions,
+    ordered_spans,
+    record_size,
+)
 
 FIELDS = ("x1", "y1", "x2", "y2")
 IMAGE_TOKEN = "<image>"
@@ -217,6 +226,9 @@ class ConversationWriter(SpelledWriter):
     also_reserved = (IMAGE_TOKEN,)
     Options = ConversationOptions
     head: ClassVar[str] = IMAGE_TOKEN + "\n"
+    # --turns packing (output/packing.py): "<image>\n" in the first human turn only, as qwen-vl-finetune's
+    # multi-turn examples
+    conversation = ConversationLayout("from", "value", IMAGE_TOKEN + "\n")
 
     def model_fields(self) -> list[tuple[str, pa.DataType]]:
         return [("conversations", CONVERSATION)]
@@ -235,21 +247,21 @@ class ConversationWriter(SpelledWriter):
     def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         phrase = self.plain(region.phrase, sample)
         prompt = fill(self.choose_template("rec", rng), phrase=phrase)
-        return self.conversation(sample, prompt, self.answer(sample, [region], [phrase]))
+        return self.dialogue(sample, prompt, self.answer(sample, [region], [phrase]))
 
     def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         prompt = fill(self.choose_template("reg", rng), boxes=self.spell(sample, region))
-        return self.conversation(sample, prompt, self.plain(region.phrase, sample))
+        return self.dialogue(sample, prompt, self.plain(region.phrase, sample))
 
     def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         text = self.plain(sample.text, sample)
         prompt = fill(self.choose_template("grounded-caption", rng), caption=text)
-        return self.conversation(sample, prompt, self.caption_answer(sample))
+        return self.dialogue(sample, prompt, self.caption_answer(sample))
 
     def caption_answer(self, sample: Sample) -> str:
         return self.tagged_caption(sample, ordered_spans(sample))
 
-    def conversation(self, sample: Sample, prompt: str, reply: str) -> dict[str, Any]:
+    def dialogue(self, sample: Sample, prompt: str, reply: str) -> dict[str, Any]:
         self.plain(self.image_path(sample), sample)
         record = {
             "conversations": [{"from": "human", "value": self.head + prompt}, {"from": "gpt", "value": reply}],
