@@ -19,7 +19,7 @@ object per box, tab-indented list) in the ```` ```json ```` fence the Qwen cookb
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
@@ -49,6 +49,7 @@ class Qwen25VlWriter(QwenJsonWriter):
     quantizer = B.Quantizer(scale=1, rounding="round", max_index=0)  # never used: the grid is per sample
 
     json_templates = "qwen2.5-vl"
+    demo_options: ClassVar[dict[str, str]] = {"resize_profile": "hf"}  # `grounding-convert demo` has to pick one
 
     def __init__(self, options: Qwen25VlOptions | None = None):
         options = options if options is not None else self.Options()
