@@ -62,9 +62,12 @@ def test_florence2_decode_equals_transformers_dequantize():
     assert [int(v) for v in ours] == theirs == [100, 50, 299, 390]
 
 
-def within_one_step(decoded, box, step_x, step_y, slack=1.0):
-    assert abs(decoded[0] - box[0]) <= slack * step_x + 1e-6 and abs(decoded[2] - box[2]) <= slack * step_x + 1e-6
-    assert abs(decoded[1] - box[1]) <= slack * step_y + 1e-6 and abs(decoded[3] - box[3]) <= slack * step_y + 1e-6
+def within_one_step(decoded, box, step_x, step_y):
+    """Per axis within one step; 1e-5 relative slack for parsers that compute in float32 (supervision's
+    Florence-2 path: the far-edge bin 999 starts exactly one step before the border)."""
+    tx, ty = step_x * (1 + 1e-5), step_y * (1 + 1e-5)
+    assert abs(decoded[0] - box[0]) <= tx and abs(decoded[2] - box[2]) <= tx
+    assert abs(decoded[1] - box[1]) <= ty and abs(decoded[3] - box[3]) <= ty
 
 
 @settings(max_examples=150, deadline=None)
