@@ -151,16 +151,36 @@ class Quantizer:
     clipping); ``'round'`` is round-half-to-even, as both Python's ``round`` and ``torch.round`` do.
     Decoding returns the centre of the cell a floored value came from, or the exact grid point of a
     rounded one, so the decode error is at most half a step (one step at a clamped border).
+
+    Two model quirks are fields, not code elsewhere:
+
+    * ``pre_clamp``: the pixel is first clamped to ``size - 1`` (CogCoM ``refine_box``), so a box
+      touching the far border lands one pixel inside it; the round-trip tolerance grows by that pixel.
+    * ``float32_square``: the arithmetic is OFA's, in float32 through a square resize of this side:
+      ``R(f32(f32(f32(v) * f32(side / size)) / f32(side)) * f32(scale))``.
     """
 
     scale: int
     rounding: Rounding
     max_index: int
+    pre_clamp: bool = False
+    float32_square: int | None = None
+
+    def scaled(self, value: float, size: float) -> float:
+        """``value / size * scale`` in the model's own order of operations (before rounding)."""
+        if self.pre_clamp:
+            value = min(value, size - 1)
+        side = self.float32_square
+        if side is None:
+            return value / size * self.scale
+        f32 = np.float32
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(f32(f32(f32(value) * f32(side / size)) / f32(side)) * f32(self.scale))
 
     def encode(self, value: float, size: float) -> int:
         if size <= 0:
             raise BoxError(f"image size {size} cannot quantize a coordinate")
-        scaled = value / size * self.scale
+        scaled = self.scaled(value, size)
         q = math.floor(scaled) if self.rounding == "floor" else round(scaled)
         return int(min(max(q, 0), self.max_index))
 
@@ -169,33 +189,11 @@ class Quantizer:
         return (index + offset) * size / self.scale
 
     def encode_box(self, box: Sequence[float], width: float, height: float) -> list[int]:
-        """Same as :meth:`encode` on each corner, inlined: this runs for every box of every record."""
+        """:meth:`encode` of each corner (x along the width, y along the height)."""
         if width <= 0 or height <= 0:
             raise BoxError(f"image size {width}x{height} cannot quantize a box")
-        scale, top = self.scale, self.max_index
-        x1, y1, x2, y2 = box  # v / size * scale, in the models' own order of operations
-        if self.rounding == "floor":
-            # int() truncates toward zero: floor for v >= 0, and any v < 0 clamps to 0 either way (NaN and
-            # inf raise the same ValueError/OverflowError as math.floor)
-            a, b, c, d = (
-                int(x1 / width * scale),
-                int(y1 / height * scale),
-                int(x2 / width * scale),
-                int(y2 / height * scale),
-            )
-            return [
-                a if 0 <= a <= top else (0 if a < 0 else top),
-                b if 0 <= b <= top else (0 if b < 0 else top),
-                c if 0 <= c <= top else (0 if c < 0 else top),
-                d if 0 <= d <= top else (0 if d < 0 else top),
-            ]
-        r = round
-        return [
-            min(max(int(r(x1 / width * scale)), 0), top),
-            min(max(int(r(y1 / height * scale)), 0), top),
-            min(max(int(r(x2 / width * scale)), 0), top),
-            min(max(int(r(y2 / height * scale)), 0), top),
-        ]
+        x1, y1, x2, y2 = box
+        return [self.encode(x1, width), self.encode(y1, height), self.encode(x2, width), self.encode(y2, height)]
 
     def decode_box(self, q: Sequence[int], width: float, height: float) -> Box:
         x1, y1, x2, y2 = q
@@ -207,8 +205,9 @@ class Quantizer:
         ]
 
     def step(self, width: float, height: float) -> tuple[float, float]:
-        """Pixels per quantization step along x and y: the tolerance of a round trip."""
-        return width / self.scale, height / self.scale
+        """Pixels per quantization step along x and y, plus the pre-clamp's pixel: the round-trip tolerance."""
+        extra = 1.0 if self.pre_clamp else 0.0
+        return width / self.scale + extra, height / self.scale + extra
 
     def in_range(self, q: int) -> bool:
         return 0 <= q <= self.max_index

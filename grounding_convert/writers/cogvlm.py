@@ -1,12 +1,25 @@
-"""CogVLM grounding models (THUDM/CogVLM): ``[[x1,y1,x2,y2]]`` per-mille boxes in plain text.
+"""CogVLM grounding models: ``[[x1,y1,x2,y2]]`` per-mille boxes in plain text (CONFORMANCE.md §4).
 
-What the CogVLM repository says (see the comments at each formula):
+What upstream says (see the comments at each formula):
 
 * boxes are plain text, no special tokens: ``[[x1,y1,x2,y2]]``, corners in xyxy order, each value the
-  coordinate as a fraction of the image side times 1000, zero-padded to three digits, ``000``–``999``;
+  coordinate as a fraction of the image side times 1000, zero-padded to three digits, ``000``–``999``
+  (THUDM/CogVLM README.md L586–591);
 * several boxes for one phrase go in one pair of brackets separated by ``;``: ``[[a,b,c,d;e,f,g,h]]``;
-* the fine-tuning label file is ``{"conversations": [{"role": "user", "content": …},
-  {"role": "assistant", "content": …}]}`` next to the image; our record adds ``id``/``image`` columns.
+* the live fine-tune loader (THUDM/CogVLM2 ``finetune_demo/peft_lora.py`` L46, L73, L84–85) reads
+  ``{"conversations": [{"role": "user", "content": …}, {"role": "assistant", "content": …}]}``, one file
+  per image under ``labels_en/``; our record is one such round plus ``id``/``image`` columns (regrouping
+  per image is an export layout, not the writer's job).
+
+Decided doubts (CONFORMANCE.md ⚠️):
+
+* C2 grounded captions put no space between a phrase and its ``[[``: shikra's ``phrase<boxes>``
+  (``mllm/dataset/single_image_dataset/flickr.py`` L50, CogVLM's grounding data per CogVLM#25) filled by
+  CogCoM ``boxes2txt`` → ``get_text_by_box(..., sep="")`` (``cogcom/utils/instr_dataset.py`` L54–55).
+  CogVLM's own formatter is unreleased; its parser accepts both.
+* C4 far edges stay continuous (our canonical boxes); shikra's inclusive ``xmax - 1`` would move them in
+  by one more pixel for Flickr30K only.
+* C5 ``"What is in the region {boxes}?"`` is FORMATS.md's phrasing, not CogVLM's (the YAML says so).
 
 Pointing (Visual7W) has no published CogVLM prompt: the user turn is the question plus the candidate
 boxes in a random (seeded) order, and the answer is the chosen box.
@@ -25,16 +38,18 @@ from ..errors import RecordError
 from ..schema import Box, Region, Sample
 from .base import ConversationLayout, Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
 
-# Encoding: THUDM/CogVLM README.md "Format of coordination" (relative coordinate x 1000, zero-padded to
-# three digits, xyxy).  CogVLM itself ships only the decoder; the encoder of the same group is THUDM/CogCoM
-# cogcom/utils/grounding_parser.py refine_box / get_text_by_box (CogCoM is trained on CogVLM): it takes
-# math.floor(v / size * 1000) — truncation, as FORMATS.md's example 812.5 -> 812 and 468.75 -> 468 —
-# clamps the result to 999, and writes f"{q:03d}".  (refine_box also first clamps pixels to size - 1, so
-# a box touching the right/bottom border gets floor((size-1)/size*1000) there where we write 999: at most
-# one step apart.)  THUDM/CogVLM issue #165 (maintainer): values run from 000 to 999.
+# Encoding: THUDM/CogVLM README.md L588-591 (relative coordinate x 1000, zero-padded to three digits, xyxy).
+# CogVLM ships only a decoder; the one released encoder is THUDM/CogCoM cogcom/utils/grounding_parser.py
+# refine_box L23-28, labelled "# using CogVLM transformation" (cogcom/utils/com_dataset.py L233):
+#   box = [min(box[0], new_width-1), ...]           pixels clamped to size - 1 first   (pre_clamp)
+#   box = [box[0]/new_width, ...]; math.floor(x*1000)   truncation, v / size * 1000
+#   if any value >= 1000: min(b, 999)                 (max_index)
+# so a box touching the right/bottom border gets floor((size-1)/size*1000): 996 on a 333-px side, 998 on
+# 500 or 640 px; the gap to the border is one pixel.  Zero padding: grounding_parser.py L32 f"{box[0]:03d}".
+# THUDM/CogVLM#165 (maintainer): values run from 000 to 999.
 # Decoding: THUDM/CogVLM utils/utils/grounding_parser.py boxstr_to_boxes reads int(v) / 1000 * size; our
 # Quantizer returns the centre of the truncated cell instead, half a step closer on average.
-QUANTIZER = B.Quantizer(scale=1000, rounding="floor", max_index=999)
+QUANTIZER = B.Quantizer(scale=1000, rounding="floor", max_index=999, pre_clamp=True)
 
 GROUP = re.compile(r"\[\[([^\[\]]*)\]\]")
 BOX = re.compile(r"\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*")
@@ -75,7 +90,7 @@ class CogVlmWriter(Writer):
         pieces, start = [], 0
         for region in ordered_spans(sample):
             end = region.span[1]
-            pieces += [text[start:end], " ", spell(region.boxes, sample.image.width, sample.image.height)]
+            pieces += [text[start:end], spell(region.boxes, sample.image.width, sample.image.height)]  # C2: no space
             start = end
         pieces.append(text[start:])
         return _conversation(self.choose_template("grounded-caption", rng), "".join(pieces))
@@ -184,8 +199,8 @@ def box_groups(text: str, width: float, height: float) -> list[tuple[str, list[B
 
 
 def _conversation(user: str, assistant: str) -> dict[str, Any]:
-    # THUDM/CogVLM dataset.md (CogVLM-SFT-311K "Conversation format") and
-    # finetune_demo/finetune_hf_peft_demo/dataset.py (reads label_data["conversations"][i]["content"]).
+    # THUDM/CogVLM2 finetune_demo/peft_lora.py L84-85: label_data["conversations"][round * 2]["content"],
+    # user and assistant alternating (the CogVLM finetune_hf_peft_demo/dataset.py cited before was deleted).
     return {"conversations": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
 
 

@@ -1,24 +1,35 @@
-"""OFA (OFA-Sys/OFA): ``<bin_N>`` location tokens, RefCOCO-style rows, and OFA's own TSV.
+"""OFA (OFA-Sys/OFA @a36b91c): ``<bin_N>`` location tokens, RefCOCO-style rows, and OFA's own TSV.
 
-What OFA's code does (checked in OFA-Sys/OFA, see the comments at each formula):
+What OFA's code does (CONFORMANCE.md §2; file and line at each formula):
 
-* every image is squashed to a square before the box is binned, so each axis is normalized by its own
-  size and ``bin = round(v / size * 999)`` (``num_bins - 1`` with ``num_bins=1000``);
-* REC source ``' which region does the text " {text} " describe?'``, target = the four tokens joined by
-  single spaces; region captioning source ``' what does the region describe? region: {tokens}'``,
-  target = the phrase; plain captioning source ``' what does the image describe?'``;
+* every image is squashed to a 512×512 square before the box is binned, so each axis is normalized by
+  its own size and ``bin = round(v / size * 999)`` in float32, half-to-even (``QUANTIZER`` below);
+* REC source ``' which region does the text " {text} " describe?'`` (``data/mm_data/refcoco_dataset.py``
+  L122), target = the four tokens joined by single spaces (L145);
+* region captioning (``data/pretrain_data/unify_dataset.py`` L339–342): source
+  ``'  what does the region describe? region:'`` (two leading spaces) BPE-encoded, then the bin tokens
+  appended unencoded; target ``' ' + pre_caption(phrase)``.  Our ``source`` string is
+  ``'  what does the region describe? region: <bin_…> …'``: BPE-encode ``source.split(' <bin_', 1)[0]``
+  and append the ``<bin_N>`` symbols as OFA does;
+* captioning source ``' what does the image describe?'`` / ``'图片描述了什么内容?'``
+  (``data/mm_data/caption_dataset.py`` L117 / L119), target ``' ' + caption``;
+* every text OFA feeds its model goes through ``pre_caption`` (``data/ofa_dataset.py`` L68–84: lower
+  case, leading ``,.!?*#:;~`` stripped, ``-`` and ``/`` to spaces, runs of whitespace to one): so do our
+  ``source`` phrase and ``target`` texts.  The ``text`` column stays raw (OFA normalizes it itself);
 * the RefCOCO TSV row is ``uniq_id, image_id, text, "x1,y1,x2,y2", base64 image`` (original-image
-  pixels), read with ``--selected-cols=0,4,2,3``.
+  pixels, README.md L386–389), read with ``--selected-cols=0,4,2,3`` (``train_refcoco.sh`` L17).
 
-Choices of ours (OFA has no spelling for them):
+Decided doubts and choices of ours (OFA has no spelling for them):
 
-* a phrase with several boxes: ``target`` (REC) / ``source`` (REG) spell every box, four tokens each,
-  one after another, as OFA's detection task lists boxes; ``region_coord`` holds their union (the
-  "merged box" of Flickr30K grounding), because OFA's RefCOCO loader reads exactly one box from it.
-  ``multi_box="union"`` spells the union in the tokens as well, so TSV and records agree.
-* grounded captions: source ``' what does the image describe?'``, target = the caption with each
-  grounded phrase followed by a space and its tokens (``a man <bin_1> <bin_2> <bin_3> <bin_4> rides``).
-* text is written as given (OFA's loaders lower-case and strip punctuation themselves).
+* ``pre_caption`` also truncates to ``max_words`` (80 source words in ``train_refcoco.sh``); we do not:
+  the limit is a training-run setting, and truncating a grounded caption would cut its tokens.
+* O7, a phrase with several boxes: ``target`` (REC) / ``source`` (REG) spell every box, four tokens
+  each, as OFA's detection task lists boxes; ``region_coord`` holds their union, because OFA's RefCOCO
+  loader reads exactly one box from it (that is what OFA trains on from the TSV).  ``multi_box="union"``
+  spells the union in the tokens as well; "all" stays the default so no box is silently merged.
+* grounded captions: OFA has none; source is the caption prompt, target the caption with each grounded
+  phrase followed by a space and its tokens (``a man <bin_1> <bin_2> <bin_3> <bin_4> rides``).
+* the REG zh prompt is ours (OFA publishes none).
 """
 
 from __future__ import annotations
@@ -37,12 +48,13 @@ from ..errors import RecordError
 from ..schema import Box, Region, Sample
 from .base import Decoded, RecordRandom, Writer, WriterOptions, ordered_spans, record_size
 
-# OFA-Sys/OFA data/mm_data/refcoco_dataset.py: "<bin_{}>".format(int((box[i] * (num_bins - 1)).round())),
-# where box[i] = v * (512 / size) / 512 (utils/transforms.py resize() with size == max_size squashes the
-# image to 512x512, then Normalize divides by max_image_size=512), i.e. round(v / size * 999) per axis.
-# torch.round is round-half-to-even, as Python's round (the Quantizer's "round").  OFA never clamps;
-# coordinates inside the image cannot leave 0..999 anyway.
-QUANTIZER = B.Quantizer(scale=999, rounding="round", max_index=999)
+# OFA-Sys/OFA data/mm_data/refcoco_dataset.py L141: "<bin_{}>".format(int((box[i] * (num_bins - 1)).round())),
+# where box[i] = v * (512 / size) / 512: L116 T.RandomResize([512], max_size=512) squashes the image
+# (utils/transforms.py L115-116), L118 Normalize(max_image_size=512) divides (utils/transforms.py L242);
+# num_bins=1000, patch_image_size=512 (run_scripts/refcoco/train_refcoco.sh L35-36).  All of it in float32
+# tensors, torch.round half-to-even: float64 round(v / size * 999) differs by one bin at exact .5 points
+# (v=311, size=666: OFA 467).  OFA never clamps; coordinates inside the image cannot leave 0..999 anyway.
+QUANTIZER = B.Quantizer(scale=999, rounding="round", max_index=999, float32_square=512)
 
 TOKEN = re.compile(r"<bin_(\d+)>")
 RUN = re.compile(r"<bin_\d+>(?: <bin_\d+>)*")  # one phrase's boxes: tokens separated by single spaces
@@ -95,13 +107,13 @@ class OfaWriter(Writer):
 
     def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         phrase = _plain(region.phrase, sample)
-        prompt = self.choose_template("rec", rng)
-        return self._row(sample, phrase, region.boxes, prompt.replace("{text}", phrase), self._tokens(sample, region))
+        prompt = self.choose_template("rec", rng).replace("{text}", _normalized(phrase, sample))
+        return self._row(sample, phrase, region.boxes, prompt, self._tokens(sample, region))
 
     def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
         phrase = _plain(region.phrase, sample)
-        prompt = self.choose_template("reg", rng)
-        return self._row(sample, phrase, region.boxes, prompt.replace("{region}", self._tokens(sample, region)), phrase)
+        prompt = self.choose_template("reg", rng).replace("{region}", self._tokens(sample, region))
+        return self._row(sample, phrase, region.boxes, prompt, " " + _normalized(phrase, sample))
 
     def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
         text = _plain(sample.text, sample)
@@ -111,7 +123,8 @@ class OfaWriter(Writer):
             pieces += [text[start:end], " ", self._tokens(sample, region)]
             start = end
         pieces.append(text[start:])
-        return self._row(sample, text, [], self.choose_template("grounded-caption", rng), "".join(pieces))
+        target = " " + _normalized("".join(pieces), sample)  # the <bin_N> tokens pass pre_caption unchanged
+        return self._row(sample, text, [], self.choose_template("grounded-caption", rng), target)
 
     def _row(self, sample: Sample, text: str, boxes: Sequence[Box], source: str, target: str) -> dict[str, Any]:
         return {
@@ -173,7 +186,7 @@ class OfaWriter(Writer):
                 raise RecordError(
                     "bad-box", f"REG source {source!r} holds {len(runs)} token groups (expected 1)", source
                 )
-            return [Decoded(target, runs[0])]
+            return [Decoded(target.strip(), runs[0])]
         if task == "grounded-caption":
             return [Decoded(None, boxes) for boxes in token_runs(target, width, height)]
         raise RecordError("bad-record", f"record {record.get('id')!r} has unknown task {task!r}")
@@ -219,6 +232,22 @@ def region_coord(boxes: Sequence[Box]) -> str:
 
 
 # --- small helpers -----------------------------------------------------------------------------------
+
+_SPACES = re.compile(r"\s{2,}")
+
+
+def pre_caption(text: str) -> str:
+    """OFA's text normalization (OFA-Sys/OFA data/ofa_dataset.py L68-84), without its ``max_words`` cut."""
+    text = text.lower().lstrip(",.!?*#:;~").replace("-", " ").replace("/", " ").replace("<person>", "person")
+    return _SPACES.sub(" ", text).rstrip("\n").strip(" ")
+
+
+def _normalized(text: str, sample: Sample) -> str:
+    out = pre_caption(text)
+    if not out:
+        raise RecordError("bad-text", f"sample {sample.id}: text {text!r} is empty after OFA's pre_caption")
+    return out
+
 
 
 def _plain(text: str, sample: Sample) -> str:

@@ -1,17 +1,27 @@
 """Qwen-VL fine-tuning records (FORMATS.md "Qwen-VL"): ``conversations`` with ``<ref>``/``<box>`` tags.
 
-Checked against QwenLM/Qwen-VL:
+Checked against QwenLM/Qwen-VL @aa00ed0 and its tokenizer ``tokenization_qwen.py`` (CONFORMANCE.md §1):
 
-* ``README.md`` § Finetuning / Data preparation: a record is ``{"id", "conversations": [{"from": "user" |
-  "assistant", "value"}]}``; the user turn starts ``Picture 1: <img>{path}</img>\\n``; a box is
-  ``<box>(x1,y1),(x2,y2)</box>`` with values "normalized in the range [0, 1000)", named by a preceding
-  ``<ref>…</ref>``; example REC turn ``框出图中的格子衬衫`` →
-  ``<ref>格子衬衫</ref><box>(588,499),(725,789)</box>``.
-* ``tokenization_qwen.py`` (Hugging Face ``Qwen/Qwen-VL``): ``from_list_format`` spells boxes with
-  ``'(%d,%d),(%d,%d)'`` (integer truncation), ``_fetch_all_box_with_ref`` pairs each box with the
-  ``<ref>`` just before it, and ``draw_bbox_on_latest_picture`` decodes ``int(v / 1000 * size)``: scale 1000.
-* ``eval_mm/evaluate_grounding.py`` prompts ``<img>…</img><ref>{sent}</ref><box>`` and divides by 999
-  when scoring; that is an evaluation shortcut, the training spelling above uses 1000.
+* README.md L912–947: a record is ``{"id", "conversations": [{"from": "user" | "assistant", "value"}]}``
+  (``finetune.py`` L185 reads only ``conversations``; our extra columns are ignored); the user turn
+  starts ``Picture 1: <img>{path}</img>\n`` (L933, L966); REC ``框出图中的格子衬衫`` →
+  ``<ref>格子衬衫</ref><box>(588,499),(725,789)</box>`` (L940–945): no space inside a REC ``<ref>``.
+* README.md L968: a box is ``<box>(x1,y1),(x2,y2)</box>`` with values "normalized in the range [0, 1000)";
+  ``from_list_format`` spells ``'(%d,%d),(%d,%d)'``; ``_fetch_all_box_with_ref`` pairs each box with the
+  ``<ref>`` before it and ``.strip()``s its text (so does our ``parse``); ``draw_bbox_on_latest_picture``
+  decodes ``int(v / 1000 * size)``: scale 1000.
+* Grounded captions (README.md L752, TUTORIAL.md L248): the space before a phrase goes inside ``<ref>``,
+  also at the start of the reply: ``next to<ref> the red car</ref><box>…</box>``.
+* ``_encode_imgurl`` raises beyond ``IMG_TOKEN_SPAN = 256`` UTF-8 bytes of image path: such samples are
+  rejected (``render-failed``) instead of crashing the trainer.
+
+Decided doubts (CONFORMANCE.md ⚠️):
+
+* Q4 rounding: never stated upstream; truncation agrees with ``'%d'`` and the decoder's ``int()``.
+  ``eval_mm/evaluate_grounding.py`` L203 divides by 999 when scoring: an evaluation shortcut, not training.
+* Q5 ``Picture 1: <img>`` (with a space) follows the finetune README, which is the training path;
+  ``from_list_format`` (no space) builds inference prompts.
+* ``finetune.py`` L243 ``json.load``s one JSON array: that container is the sink's job (``--format json``).
 
 Task choices (templates in ``configs/templates/qwen-vl.yaml``):
 
@@ -39,6 +49,9 @@ from .base import ConversationLayout, Decoded, RecordRandom, Writer, conversatio
 
 # int(v / size * 1000), clamped to 999: README.md "[0, 1000)" + tokenization_qwen.py "%d" (truncation).
 QUANTIZER = boxes.Quantizer(scale=1000, rounding="floor", max_index=999)
+
+# tokenization_qwen.py: IMG_TOKEN_SPAN = 256, the most UTF-8 bytes of an image path inside <img></img>
+IMG_TOKEN_SPAN = 256
 
 CONVERSATION_TYPE = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
 
@@ -140,7 +153,7 @@ class QwenVlWriter(Writer):
         memo = self._memo  # every record of a sample starts with the same picture line: spell it once
         head = None if memo is None else memo.get("head")
         if head is None:
-            head = f"Picture 1: <img>{_clean(self.image_path(sample), sample)}</img>\n"
+            head = f"Picture 1: <img>{_image(self.image_path(sample), sample)}</img>\n"
             if memo is not None:
                 memo["head"] = head
         return {
@@ -165,6 +178,8 @@ class QwenVlWriter(Writer):
         text, file, prefix = sample.text, image.file, self.options.image_prefix or ""
         if type(text) is not str or type(file) is not str or "<" in text or "<" in file or "<" in prefix:
             return False  # odd types fail (and are rejected) on the per-record path, tags are refused there
+        if len(file) + len(prefix) + 1 > IMG_TOKEN_SPAN // 4 and _path_bytes(self.image_path(sample)) > IMG_TOKEN_SPAN:
+            return False  # refused (and rejected) on the per-record path
         return all(
             region.role is None and type(region.phrase) is str and "<" not in region.phrase for region in sample.regions
         )
@@ -281,13 +296,19 @@ class QwenVlWriter(Writer):
 
 
 def tagged_caption(text: str, regions: list[Region], spell: Callable[[Region], str]) -> str:
-    """The caption with ``<ref>span</ref>`` and the region's spelled boxes at each of ``regions`` (text order)."""
+    """The caption with ``<ref> span</ref>`` and the region's spelled boxes at each of ``regions`` (text order).
+
+    The space before a phrase moves inside ``<ref>``, and a phrase at the very start gets one too
+    (Qwen-VL README.md L752 ``grounding:<ref> Woman</ref><box>…</box> and<ref> her dog</ref>``, TUTORIAL.md
+    L248 ``'<ref> Two apples</ref>…'``): tiktoken splits ``" the"`` and ``"the"`` differently.
+    """
     parts: list[str] = []
     cursor = 0
     for region in regions:
         start, end = region.span
-        parts.append(text[cursor:start])
-        parts.append(f"<ref>{text[start:end]}</ref>{spell(region)}")
+        spaced = start == 0 or (start > cursor and text[start - 1] == " ")
+        parts.append(text[cursor : start - 1 if start > 0 and spaced else start])
+        parts.append(f"<ref>{' ' if spaced else ''}{text[start:end]}</ref>{spell(region)}")
         cursor = end
     parts.append(text[cursor:])
     return "".join(parts)
@@ -317,7 +338,7 @@ def _groups(text: str, width: int, height: int) -> list[Decoded]:
         last = match.end()
         ref, body = match.group(1), match.group(2)
         if ref is not None:
-            current = Decoded(ref)
+            current = Decoded(ref.strip())  # tokenization_qwen.py _fetch_all_box_with_ref: ['ref'].strip()
             out.append(current)
             continue
         if current is None or between.strip():
@@ -341,6 +362,21 @@ def _decode(body: str, width: int, height: int) -> Box:
     if q[0] > q[2] or q[1] > q[3]:
         raise RecordError("bad-box", f"box {body!r} has its corners the wrong way round", body)
     return QUANTIZER.decode_box(q, width, height)
+
+
+def _path_bytes(path: str) -> int:
+    return len(path.encode("utf-8"))
+
+
+def _image(path: str, sample: Sample) -> str:
+    """The ``<img>`` content: no tags, and at most 256 UTF-8 bytes (tokenization_qwen.py ``_encode_imgurl``
+    raises ``ValueError`` beyond ``IMG_TOKEN_SPAN = 256``; 256 itself is allowed)."""
+    size = _path_bytes(path)
+    if size > IMG_TOKEN_SPAN:
+        raise RecordError(
+            "render-failed", f"image path is {size} bytes; Qwen-VL's tokenizer allows {IMG_TOKEN_SPAN} inside <img></img>"
+        )
+    return _clean(path, sample)
 
 
 def _clean(text: str, sample: Sample) -> str:
