@@ -249,7 +249,6 @@ def _normalized(text: str, sample: Sample) -> str:
     return out
 
 
-
 def _plain(text: str, sample: Sample) -> str:
     """Text must not contain location tokens (they would be read back as boxes)."""
     if not text:

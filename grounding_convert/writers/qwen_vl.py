@@ -374,7 +374,8 @@ def _image(path: str, sample: Sample) -> str:
     size = _path_bytes(path)
     if size > IMG_TOKEN_SPAN:
         raise RecordError(
-            "render-failed", f"image path is {size} bytes; Qwen-VL's tokenizer allows {IMG_TOKEN_SPAN} inside <img></img>"
+            "render-failed",
+            f"image path is {size} bytes; Qwen-VL's tokenizer allows {IMG_TOKEN_SPAN} inside <img></img>",
         )
     return _clean(path, sample)
 
