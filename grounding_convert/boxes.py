@@ -195,6 +195,36 @@ class Quantizer:
         x1, y1, x2, y2 = box
         return [self.encode(x1, width), self.encode(y1, height), self.encode(x2, width), self.encode(y2, height)]
 
+    def encode_many(self, boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_box` of many boxes (n × 4 floats, one image size each), with the same IEEE operations.
+
+        Returns the values (n × 4 int64) and which boxes :meth:`encode_box` accepts (a NaN, an infinity or
+        an overflowing ``v / size * scale`` raises there); values of refused boxes are meaningless.
+        """
+        sizes = np.stack([widths, heights, widths, heights], axis=1).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            values = np.minimum(boxes, sizes - 1) if self.pre_clamp else boxes
+            if self.float32_square is None:
+                scaled = values / sizes * self.scale
+            else:
+                f32, side = np.float32, self.float32_square
+                ratio = (side / sizes).astype(f32)
+                scaled = ((values.astype(f32) * ratio) / f32(side)) * f32(self.scale)
+            ok = np.isfinite(scaled).all(axis=1)
+            safe = np.where(np.isfinite(scaled), scaled, 0.0)
+            q = np.floor(safe) if self.rounding == "floor" else np.rint(safe)
+        return np.clip(q, 0, self.max_index).astype(np.int64), ok
+
+    @staticmethod
+    def collapsed(q: np.ndarray) -> np.ndarray:
+        """Which quantized boxes (n × 4) have no area left: FORMATS.md forbids writing them."""
+        return (q[:, 2] <= q[:, 0]) | (q[:, 3] <= q[:, 1])
+
+    @staticmethod
+    def is_collapsed(q: Sequence[int]) -> bool:
+        """:meth:`collapsed` of one box."""
+        return q[2] <= q[0] or q[3] <= q[1]
+
     def decode_box(self, q: Sequence[int], width: float, height: float) -> Box:
         x1, y1, x2, y2 = q
         return [
@@ -250,6 +280,50 @@ def patch_indices_to_box(ul: int, lr: int, width: float, height: float, grid: in
 def patch_grid_step(width: float, height: float, grid: int = 32) -> tuple[float, float]:
     """Pixels per patch cell: the round-trip tolerance of the patch spelling."""
     return width / grid, height / grid
+
+
+@dataclass(frozen=True, slots=True)
+class PatchGrid:
+    """The KOSMOS-2 grid as a grid kind: a box is two values, its upper-left and lower-right cell."""
+
+    grid: int = 32
+
+    @property
+    def max_index(self) -> int:
+        return self.grid * self.grid - 1
+
+    def encode_box(self, box: Sequence[float], width: float, height: float) -> list[int]:
+        return list(box_to_patch_indices(box, width, height, self.grid))
+
+    def encode_many(self, boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_box` of many boxes, same IEEE operations (``normalize``, floor, ceil, clamp)."""
+        grid = self.grid
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            nx1, nx2 = boxes[:, 0] / widths, boxes[:, 2] / widths
+            ny1, ny2 = boxes[:, 1] / heights, boxes[:, 3] / heights
+            cells = [np.floor(nx1 * grid), np.floor(ny1 * grid), np.ceil(nx2 * grid - 1), np.ceil(ny2 * grid - 1)]
+            ok = (nx2 > nx1) & (ny2 > ny1) & np.isfinite(np.stack(cells, axis=1)).all(axis=1)
+            cells = [np.clip(np.where(np.isfinite(c), c, 0.0), 0, grid - 1).astype(np.int64) for c in cells]
+        ul_x, ul_y, lr_x, lr_y = cells
+        return np.stack([ul_y * grid + ul_x, lr_y * grid + lr_x], axis=1), ok
+
+    def collapsed(self, q: np.ndarray) -> np.ndarray:
+        """Upper-left not up and left of lower-right: a box narrower than float noise at a cell edge."""
+        grid = self.grid
+        return (q[:, 0] % grid > q[:, 1] % grid) | (q[:, 0] // grid > q[:, 1] // grid)
+
+    def is_collapsed(self, q: Sequence[int]) -> bool:
+        grid = self.grid
+        return q[0] % grid > q[1] % grid or q[0] // grid > q[1] // grid
+
+    def decode_box(self, q: Sequence[int], width: float, height: float) -> Box:
+        return patch_indices_to_box(q[0], q[1], width, height, self.grid)
+
+    def step(self, width: float, height: float) -> tuple[float, float]:
+        return patch_grid_step(width, height, self.grid)
+
+    def in_range(self, q: int) -> bool:
+        return 0 <= q <= self.max_index
 
 
 def max_abs_error(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:

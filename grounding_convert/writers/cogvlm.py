@@ -31,12 +31,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import pyarrow as pa
-
 from .. import boxes as B
 from ..errors import RecordError
-from ..schema import Box, Region, Sample
-from .base import ConversationLayout, Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
+from ..schema import Box, Sample
+from .base import Decoded, RecordRandom, Writer, conversation_turns, record_size
+from .convention import Convention, Conversation, Spelling, Tagging
 
 # Encoding: THUDM/CogVLM README.md L588-591 (relative coordinate x 1000, zero-padded to three digits, xyxy).
 # CogVLM ships only a decoder; the one released encoder is THUDM/CogCoM cogcom/utils/grounding_parser.py
@@ -51,6 +50,19 @@ from .base import ConversationLayout, Decoded, RecordRandom, Writer, conversatio
 # Quantizer returns the centre of the truncated cell instead, half a step closer on average.
 QUANTIZER = B.Quantizer(scale=1000, rounding="floor", max_index=999, pre_clamp=True)
 
+COGVLM = Convention(
+    grid=QUANTIZER,
+    # CogCoM grounding_parser.py L32 f"{box[0]:03d},…" and L34 "{}[[{}]]".format(sep, ";".join(strs));
+    # CogVLM#25 (maintainer): "[[coord_1;coord_2]]".  CogCoM shuffles the boxes; we keep the region's order.
+    spelling=Spelling(box=(0, ",", 1, ",", 2, ",", 3), pad=3, joiner=";", group=("[[", "]]")),
+    tagging=Tagging(),  # C2: "the red car[[156,104,468,812]]" (shikra phrase<boxes> + boxes2txt sep="")
+    # CogVLM2 finetune_demo/peft_lora.py L84-85: label_data["conversations"][round * 2]["content"]
+    layout=Conversation(keys=("role", "content")),
+    placeholders=(("rec", "phrase"), ("reg", "boxes")),
+    answers=(("rec", "{boxes}"), ("reg", "{phrase}"), ("grounded-caption", "{caption}")),
+    reserved=("[[", "]]"),
+)
+
 GROUP = re.compile(r"\[\[([^\[\]]*)\]\]")
 BOX = re.compile(r"\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*")
 #: format hints that CogVLM's own prompts spell in brackets (utils/utils/template.py caption_with_box)
@@ -64,50 +76,24 @@ class CogVlmWriter(Writer):
     description = "CogVLM grounding: [[x1,y1,x2,y2]] per-mille boxes (000-999) in user/assistant conversations"
     tasks = ("rec", "reg", "grounded-caption", "pointing")
     template_name = "cogvlm"
-    conversation = ConversationLayout("role", "content")  # the image goes to the model apart from the text
+    convention = COGVLM
+    pointing_placeholders = ("question", "boxes")
 
-    def model_fields(self) -> list[tuple[str, pa.DataType]]:
-        turn = pa.struct([("role", pa.string()), ("content", pa.string())])
-        return [("conversations", pa.list_(turn))]
-
-    def tolerance(self, width: int, height: int) -> tuple[float, float]:
-        return QUANTIZER.step(width, height)
-
-    # --- rendering -----------------------------------------------------------------------------------
-
-    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        phrase = _plain(region.phrase, sample)
-        prompt = self.choose_template("rec", rng).replace("{phrase}", phrase)
-        return _conversation(prompt, spell(region.boxes, sample.image.width, sample.image.height))
-
-    def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        phrase = _plain(region.phrase, sample)
-        boxes = spell(region.boxes, sample.image.width, sample.image.height)
-        return _conversation(self.choose_template("reg", rng).replace("{boxes}", boxes), phrase)
-
-    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
-        text = _plain(sample.text, sample)
-        pieces, start = [], 0
-        for region in ordered_spans(sample):
-            end = region.span[1]
-            pieces += [text[start:end], spell(region.boxes, sample.image.width, sample.image.height)]  # C2: no space
-            start = end
-        pieces.append(text[start:])
-        return _conversation(self.choose_template("grounded-caption", rng), "".join(pieces))
-
-    def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
-        question = _plain(sample.text, sample)
-        w, h = sample.image.width, sample.image.height
+    def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, str]:
+        """The question and the candidate boxes in a seeded order (the answer is not always first) → its box."""
+        question = self.check_markup(sample.text, sample, self._markup)
         answers = [r for r in sample.regions if r.role == "answer" and r.boxes]
         if len(answers) != 1:
             raise RecordError(
                 "render-failed", f"sample {sample.id}: pointing needs one answer region, has {len(answers)}"
             )
         candidates = [r for r in sample.regions if r.role in ("answer", "choice") and r.boxes]
-        rng.shuffle(candidates)  # seeded by the record id: the answer is not always first
-        listed = ", ".join(spell(r.boxes, w, h) for r in candidates)
-        prompt = self.choose_template("pointing", rng).replace("{question}", question).replace("{boxes}", listed)
-        return _conversation(prompt, spell(answers[0].boxes, w, h))
+        rng.shuffle(candidates)
+        listed = ", ".join(self.spell(sample, r.boxes) for r in candidates)
+        return {
+            "prompt": self.prompt("pointing", rng, question=question, boxes=listed),
+            "answer": self.spell(sample, answers[0].boxes),
+        }
 
     # --- parsing -------------------------------------------------------------------------------------
 
@@ -157,19 +143,7 @@ class CogVlmWriter(Writer):
 
 def spell(boxes: Sequence[Box], width: float, height: float) -> str:
     """Boxes of one phrase → ``[[x1,y1,x2,y2;x1,y1,x2,y2]]`` (three-digit per-mille values)."""
-    if not boxes:
-        raise RecordError("empty-box", "a grounded phrase has no boxes")
-    parts = []
-    for box in boxes:
-        if not B.is_finite(box) or B.is_empty(box):
-            raise RecordError("bad-box", f"box {list(box)} is not a valid xyxy box", list(box))
-        q = QUANTIZER.encode_box(box, width, height)
-        if q[0] >= q[2] or q[1] >= q[3]:
-            raise RecordError("empty-box", f"box {list(box)} collapses to {q} in per-mille coordinates", list(box))
-        parts.append(",".join(f"{v:03d}" for v in q))
-    # THUDM/CogVLM issue #25 (maintainer) and THUDM/CogCoM get_text_by_box: several boxes of one phrase are
-    # "[[coord_1;coord_2]]" (";" with no space).  CogCoM shuffles their order; we keep the region's order.
-    return "[[" + ";".join(parts) + "]]"
+    return CogVlmWriter().spell_boxes(boxes, width, height)
 
 
 def box_groups(text: str, width: float, height: float) -> list[tuple[str, list[Box]]]:
@@ -193,21 +167,3 @@ def box_groups(text: str, width: float, height: float) -> list[tuple[str, list[B
             boxes.append(QUANTIZER.decode_box(q, width, height))
         groups.append((match.group(0), boxes))
     return groups
-
-
-# --- small helpers -----------------------------------------------------------------------------------
-
-
-def _conversation(user: str, assistant: str) -> dict[str, Any]:
-    # THUDM/CogVLM2 finetune_demo/peft_lora.py L84-85: label_data["conversations"][round * 2]["content"],
-    # user and assistant alternating (the CogVLM finetune_hf_peft_demo/dataset.py cited before was deleted).
-    return {"conversations": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
-
-
-def _plain(text: str, sample: Sample) -> str:
-    """Text must not contain ``[[``/``]]`` (it would be read back as a box)."""
-    if not text:
-        raise RecordError("bad-text", f"sample {sample.id}: empty text")
-    if "[[" in text or "]]" in text:
-        raise RecordError("render-failed", f"sample {sample.id}: text {text!r} contains CogVLM box brackets")
-    return text

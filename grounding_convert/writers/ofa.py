@@ -36,17 +36,15 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar, Literal
-
-import pyarrow as pa
 
 from .. import boxes as B
 from ..errors import RecordError
-from ..schema import Box, Region, Sample
-from .base import Decoded, RecordRandom, Writer, WriterOptions, ordered_spans, record_size
+from ..schema import Box
+from .base import Decoded, Writer, WriterOptions, record_size
+from .convention import Columns, Convention, Spelling, Tagging
 
 # OFA-Sys/OFA data/mm_data/refcoco_dataset.py L141: "<bin_{}>".format(int((box[i] * (num_bins - 1)).round())),
 # where box[i] = v * (512 / size) / 512: L116 T.RandomResize([512], max_size=512) squashes the image
@@ -56,10 +54,33 @@ from .base import Decoded, RecordRandom, Writer, WriterOptions, ordered_spans, r
 # (v=311, size=666: OFA 467).  OFA never clamps; coordinates inside the image cannot leave 0..999 anyway.
 QUANTIZER = B.Quantizer(scale=999, rounding="round", max_index=999, float32_square=512)
 
+OFA = Convention(
+    grid=QUANTIZER,
+    # refcoco_dataset.py L145 "{} {} {} {}".format(quant_x0, quant_y0, quant_x1, quant_y1); several boxes: one
+    # group after another, as the detection task lists them (unify_dataset.py L447-448)
+    spelling=Spelling(box=("<bin_", 0, "> <bin_", 1, "> <bin_", 2, "> <bin_", 3, ">"), joiner=" "),
+    tagging=Tagging(close=" "),  # ours: "a man <bin_1> <bin_2> <bin_3> <bin_4> rides"
+    # README.md L386: uniq-id, image-id, text, region-coord, image (the TSV); plus the strings OFA feeds
+    layout=Columns(
+        (
+            ("uniq_id", ("id",)),
+            ("image_id", ("image_id",)),
+            ("text", ("text",)),
+            ("region_coord", ("region_coord",)),
+            ("source", ("prompt",)),
+            ("target", ("answer",)),
+        )
+    ),
+    placeholders=(("rec", "text"), ("reg", "region")),
+    # REG target unify_dataset.py L342 ' {}'.format(pre_caption(caption)); caption target caption_dataset.py " {}"
+    answers=(("rec", "{boxes}"), ("reg", " {phrase}"), ("grounded-caption", " {caption}")),
+    reserved=("<bin",),
+    normalize="pre_caption",
+    normalize_caption=True,  # the <bin_N> tokens pass pre_caption unchanged
+)
+
 TOKEN = re.compile(r"<bin_(\d+)>")
 RUN = re.compile(r"<bin_\d+>(?: <bin_\d+>)*")  # one phrase's boxes: tokens separated by single spaces
-
-Task = Literal["rec", "reg", "grounded-caption"]
 
 
 @dataclass
@@ -78,67 +99,15 @@ class OfaWriter(Writer):
     formats = ("parquet", "jsonl", "tsv")
     Options = OfaOptions
     template_name = "ofa"
+    convention = OFA
     #: OFA's RefCOCO TSV columns, in file order (OFA-Sys/OFA run_scripts/refcoco/train_refcoco.sh reads
     #: them with --selected-cols=0,4,2,3 → uniq_id, image, text, region_coord)
     tsv_columns: ClassVar[tuple[str, ...]] = ("uniq_id", "image_id", "text", "region_coord", "image")
 
     options: OfaOptions
 
-    def model_fields(self) -> list[tuple[str, pa.DataType]]:
-        return [
-            ("uniq_id", pa.string()),
-            ("image_id", pa.string()),
-            ("text", pa.string()),
-            ("region_coord", pa.string()),
-            ("source", pa.string()),
-            ("target", pa.string()),
-        ]
-
-    def tolerance(self, width: int, height: int) -> tuple[float, float]:
-        return QUANTIZER.step(width, height)
-
-    # --- rendering -----------------------------------------------------------------------------------
-
-    def render_seeded(self, sample: Sample, task: str, state: int) -> list[dict[str, Any]]:
-        records = super().render_seeded(sample, task, state)
-        for record in records:
-            record["uniq_id"] = record["id"]  # OFA's first column; the record id is unique and stable
-        return records
-
-    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        phrase = _plain(region.phrase, sample)
-        prompt = self.choose_template("rec", rng).replace("{text}", _normalized(phrase, sample))
-        return self._row(sample, phrase, region.boxes, prompt, self._tokens(sample, region))
-
-    def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        phrase = _plain(region.phrase, sample)
-        prompt = self.choose_template("reg", rng).replace("{region}", self._tokens(sample, region))
-        return self._row(sample, phrase, region.boxes, prompt, " " + _normalized(phrase, sample))
-
-    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
-        text = _plain(sample.text, sample)
-        pieces, start = [], 0
-        for region in ordered_spans(sample):
-            end = region.span[1]
-            pieces += [text[start:end], " ", self._tokens(sample, region)]
-            start = end
-        pieces.append(text[start:])
-        target = " " + _normalized("".join(pieces), sample)  # the <bin_N> tokens pass pre_caption unchanged
-        return self._row(sample, text, [], self.choose_template("grounded-caption", rng), target)
-
-    def _row(self, sample: Sample, text: str, boxes: Sequence[Box], source: str, target: str) -> dict[str, Any]:
-        return {
-            "uniq_id": "",  # filled by render() with the record id
-            "image_id": sample.image.id or PurePosixPath(sample.image.file).stem,
-            "text": text,
-            "region_coord": region_coord(boxes) if boxes else "",
-            "source": source,
-            "target": target,
-        }
-
-    def _tokens(self, sample: Sample, region: Region) -> str:
-        chosen = [B.union(region.boxes)] if self.options.multi_box == "union" else region.boxes
-        return box_tokens(chosen, sample.image.width, sample.image.height)
+    def make_convention(self) -> Convention:
+        return replace(OFA, union_boxes=True) if self.options.multi_box == "union" else OFA
 
     # --- TSV -----------------------------------------------------------------------------------------
 
@@ -192,22 +161,9 @@ class OfaWriter(Writer):
         raise RecordError("bad-record", f"record {record.get('id')!r} has unknown task {task!r}")
 
 
-# --- box spelling ------------------------------------------------------------------------------------
-
-
-def box_tokens(boxes: Sequence[Box], width: float, height: float) -> str:
+def box_tokens(boxes: list[Box], width: float, height: float) -> str:
     """Boxes → ``<bin_x1> <bin_y1> <bin_x2> <bin_y2>`` groups joined by single spaces."""
-    if not boxes:
-        raise RecordError("empty-box", "a grounded phrase has no boxes")
-    out = []
-    for box in boxes:
-        if not B.is_finite(box) or B.is_empty(box):
-            raise RecordError("bad-box", f"box {list(box)} is not a valid xyxy box", list(box))
-        q = QUANTIZER.encode_box(box, width, height)
-        if q[0] >= q[2] or q[1] >= q[3]:
-            raise RecordError("empty-box", f"box {list(box)} collapses to {q} in OFA's 1000 bins", list(box))
-        out.append(" ".join(f"<bin_{v}>" for v in q))
-    return " ".join(out)
+    return OfaWriter().spell_boxes(boxes, width, height)
 
 
 def token_runs(text: str, width: float, height: float) -> list[list[Box]]:
@@ -223,39 +179,6 @@ def token_runs(text: str, width: float, height: float) -> list[list[Box]]:
             raise RecordError("bad-box", f"location token outside <bin_0>..<bin_999> in {text!r}", text)
         runs.append([QUANTIZER.decode_box(values[i : i + 4], width, height) for i in range(0, len(values), 4)])
     return runs
-
-
-def region_coord(boxes: Sequence[Box]) -> str:
-    """OFA's ``region_coord`` column: one ``x1,y1,x2,y2`` box in original pixels, two decimals as in the
-    RefCOCO row of OFA's README (``230.79,121.75,423.66,463.06``); several boxes → their union."""
-    return ",".join(f"{v:.2f}" for v in B.union(boxes))
-
-
-# --- small helpers -----------------------------------------------------------------------------------
-
-_SPACES = re.compile(r"\s{2,}")
-
-
-def pre_caption(text: str) -> str:
-    """OFA's text normalization (OFA-Sys/OFA data/ofa_dataset.py L68-84), without its ``max_words`` cut."""
-    text = text.lower().lstrip(",.!?*#:;~").replace("-", " ").replace("/", " ").replace("<person>", "person")
-    return _SPACES.sub(" ", text).rstrip("\n").strip(" ")
-
-
-def _normalized(text: str, sample: Sample) -> str:
-    out = pre_caption(text)
-    if not out:
-        raise RecordError("bad-text", f"sample {sample.id}: text {text!r} is empty after OFA's pre_caption")
-    return out
-
-
-def _plain(text: str, sample: Sample) -> str:
-    """Text must not contain location tokens (they would be read back as boxes)."""
-    if not text:
-        raise RecordError("bad-text", f"sample {sample.id}: empty text")
-    if "<bin" in text:
-        raise RecordError("render-failed", f"sample {sample.id}: text {text!r} contains an OFA location token")
-    return text
 
 
 def _cell(value: Any) -> str:

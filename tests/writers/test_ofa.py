@@ -106,7 +106,7 @@ def test_source_and_target_text_is_pre_caption_normalized():
     [reg] = writer.render(sample, "reg", seed=0)
     assert reg["target"] == " several climbers rock face"
     sample.regions[0].phrase = "-- /"
-    with pytest.raises(RecordError, match="empty after OFA's pre_caption"):
+    with pytest.raises(RecordError, match="empty after pre_caption"):
         writer.render(sample, "rec", seed=0)
 
 

@@ -154,7 +154,7 @@ def test_image_path_over_256_bytes_is_refused(fixed_templates: str) -> None:
     for long in ("é" * 127 + "xyz", "a" * 257):
         sample = car_sample(image=ImageRef(file=long, width=640, height=480))
         assert not w.batchable(sample)
-        with pytest.raises(RecordError, match="257 bytes; Qwen-VL's tokenizer allows 256") as err:
+        with pytest.raises(RecordError, match="257 bytes; qwen-vl's tokenizer allows 256") as err:
             w.render(sample, "rec", seed=0)
         assert err.value.reason == "render-failed"
     prefixed = writer(fixed_templates, image_prefix="/data/" + "p" * 250)  # the prefix counts too
@@ -424,7 +424,7 @@ def test_rec_round_trip_within_one_step(case) -> None:
     sample.regions[0].boxes = [box]
     q = QUANTIZER.encode_box(box, width, height)
     if q[2] <= q[0] or q[3] <= q[1]:
-        with pytest.raises(RecordError, match="collapses"):
+        with pytest.raises(RecordError, match="collapses|no area"):
             w.render(sample, "rec", seed=1)
         return
     [record] = w.render(sample, "rec", seed=1)
