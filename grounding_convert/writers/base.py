@@ -353,7 +353,8 @@ class Writer(ABC):
         """A region's phrase as the model sees it: markup refused, normalized, not empty."""
         out = self._normalize(self.check_markup(phrase, sample, self._phrase_markup))
         if self.convention.require_text and not out:
-            raise RecordError("bad-text", f"sample {sample.id}: text {phrase!r} is empty after {self.convention.normalize}")
+            empty = f"sample {sample.id}: text {phrase!r} is empty after {self.convention.normalize}"
+            raise RecordError("bad-text", empty)
         return out
 
     def check_markup(self, text: str, sample: Sample, pattern: re.Pattern[str] | None) -> str:
