@@ -36,7 +36,7 @@ class LaidOut:
     def __init__(self, writer: Writer, layout: str):
         if layout not in LAYOUTS[1:]:
             raise UsageError(f"unknown --layout {layout!r} (layouts: {', '.join(LAYOUTS)})")
-        if not hasattr(writer, "turns") or not hasattr(writer, "native"):
+        if writer.conversation is None:
             raise UsageError(f"--layout {layout} packs conversation records; writer {writer.name!r} has none")
         self.writer, self.layout = writer, layout
 

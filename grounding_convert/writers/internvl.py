@@ -10,7 +10,7 @@ FORMATS_NEXT §4.  Formula [doc] czczup/InternVL-doc ``458c7fc5`` ``docs/en/get_
 OpenGVLab/InternVL ``2410d1d`` ``internvl_chat/eval/refcoco/evaluate_grounding.py`` L187–205.  Layout: JSONL
 ``{"id", "image", "width", "height", "conversations"}`` plus the meta JSON its trainer reads
 (``{name: {"root", "annotation", "data_augment", "repeat_time", "length"}}``), written beside the shards
-as ``internvl_meta.json``.
+as ``internvl_meta.json``.  Fully declarative (:data:`INTERNVL`) but for that companion file.
 """
 
 from __future__ import annotations
@@ -20,18 +20,28 @@ from typing import Any
 import orjson
 
 from .. import boxes as B
-from .spelled import ConversationWriter, Spelling
+from .base import ConversationOptions
+from .convention import Convention, Conversation, Spelling, Tagging
+from .decoding import ConventionParse
 
-QUANTIZER = B.Quantizer(scale=1000, rounding="round", max_index=1000)
-BOXES = Spelling(box="[{x1}, {y1}, {x2}, {y2}]", joiner=", ", group="<box>[{boxes}]</box>", ref="<ref>{phrase}</ref>")
+INTERNVL = Convention(
+    grid=B.Quantizer(scale=1000, rounding="round", max_index=1000),
+    spelling=Spelling(box=("[", 0, ", ", 1, ", ", 2, ", ", 3, "]"), joiner=", ", group=("<box>[", "]</box>")),
+    tagging=Tagging(open="<ref>", close="</ref>"),
+    # chat_data_format.md: {"from": "human", "value": "<image>\n…"}, {"from": "gpt", …}
+    layout=Conversation(keys=("from", "value"), roles=("human", "gpt"), head="<image>\n"),
+    placeholders=(("rec", "phrase"), ("reg", "boxes")),
+    answers=(("rec", "<ref>{phrase}</ref>{boxes}"), ("reg", "{phrase}"), ("grounded-caption", "{caption}")),
+    reserved=("</box>", "</ref>", "<box>", "<ref>", "<image>"),
+)
 
 
-class InternVlWriter(ConversationWriter):
+class InternVlWriter(ConventionParse):
     name = "internvl"
     description = "InternVL 2-3.5 conversations: <ref>…</ref><box>[[x1, y1, x2, y2]]</box>, round 0-1000"
     template_name = "internvl"
-    spelling = BOXES
-    quantizer = QUANTIZER
+    Options = ConversationOptions
+    convention = INTERNVL
 
     def companion_files(self, shards: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, bytes]:
         """``internvl_meta.json``: one entry per shard, as ``internvl_chat/shell/data/*.json`` declare them."""

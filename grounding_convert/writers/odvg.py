@@ -13,6 +13,10 @@ FORMATS_NEXT §7.  [code/doc] longzw1997/Open-GroundingDino ``06e33685`` ``data_
 
 Coordinates are rounded to 2 decimals (mmdet ``tools/dataset_converters/coco2odvg.py``) after clipping to the
 image (``goldg2odvg.py`` clamps x2/y2), so one "step" is 0.01 px.
+
+Not a :class:`~.convention.Convention`: its records are nested structures (regions with spans), not text
+with boxes spelled in it, so the writer renders every task itself (:meth:`OdvgWriter.render_seeded`) and
+has no columnar path (the pipeline renders it per record).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import pyarrow as pa
 from .. import boxes as B
 from ..errors import InputFileError, RecordError
 from ..schema import Box, Region, Sample
-from .base import Decoded, RecordRandom, Writer, WriterOptions, grounded_regions, ordered_spans, record_size
+from .base import Decoded, Writer, WriterOptions, grounded_regions, ordered_spans, record_size
 
 STEP = 0.01
 
@@ -88,22 +92,43 @@ class OdvgWriter(Writer):
                 out.append({"bbox": boxes, "phrase": phrase, "tokens_positive": spans})
         return out
 
-    def record(self, sample: Sample, grounding: dict | None, detection: dict | None) -> dict[str, Any]:
-        return {"filename": self.image_path(sample), "grounding": grounding, "detection": detection}
-
-    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
-        text = _text(sample.text, sample)
-        pairs = [(r, text[r.span[0] : r.span[1]], [list(r.span)]) for r in ordered_spans(sample)]
-        return self.record(sample, {"caption": text, "regions": self.regions(sample, pairs)}, None)
-
-    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        phrase = _text(region.phrase, sample)
-        grounding = {"caption": phrase, "regions": self.regions(sample, [(region, phrase, [[0, len(phrase)]])])}
-        return self.record(sample, grounding, None)
+    def odvg_record(
+        self, sample: Sample, task: str, record_id: str, grounding: dict | None, detection: dict | None
+    ) -> dict[str, Any]:
+        return {
+            "id": record_id,
+            "sample_id": sample.id,
+            "task": task,
+            "image": self.image_path(sample),
+            "width": sample.image.width,
+            "height": sample.image.height,
+            "filename": self.image_path(sample),
+            "grounding": grounding,
+            "detection": detection,
+        }
 
     def render_seeded(self, sample: Sample, task: str, state: int) -> list[dict[str, Any]]:
+        """Every task here: no templates, so no random choice (``state`` unused)."""
+        if task == "rec":
+            out = []
+            for index, region in grounded_regions(sample):
+                self._check_size(sample)
+                phrase = _text(region.phrase, sample)
+                regions = self.regions(sample, [(region, phrase, [[0, len(phrase)]])])
+                grounding = {"caption": phrase, "regions": regions}
+                out.append(self.odvg_record(sample, task, f"{sample.id}/{task}/{index}", grounding, None))
+            return out
+        if task == "grounded-caption":
+            spans = ordered_spans(sample)
+            if not spans:
+                return []
+            self._check_size(sample)
+            text = _text(sample.text, sample)
+            pairs = [(r, text[r.span[0] : r.span[1]], [list(r.span)]) for r in spans]
+            grounding = {"caption": text, "regions": self.regions(sample, pairs)}
+            return [self.odvg_record(sample, task, f"{sample.id}/{task}", grounding, None)]
         if task != "detection":
-            return super().render_seeded(sample, task, state)
+            raise ValueError(f"unknown task {task!r}")
         regions = [r for _, r in grounded_regions(sample)]
         if not regions:
             return []
@@ -120,9 +145,7 @@ class OdvgWriter(Writer):
             instances += [
                 {"bbox": self.pixels(b, sample), "label": self.labels[name], "category": name} for b in region.boxes
             ]
-        record = self._common(sample, task, f"{sample.id}/{task}")
-        record.update(self.record(sample, None, {"instances": instances}))
-        return [record]
+        return [self.odvg_record(sample, task, f"{sample.id}/{task}", None, {"instances": instances})]
 
     def companion_files(self, shards: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, bytes]:
         if self.labels is None:

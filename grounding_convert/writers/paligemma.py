@@ -13,67 +13,33 @@ several objects joined by `` ; `` (HF cookbook); prompt ``detect {things}`` ([do
 ``big_vision/configs/proj/paligemma/README.md``), several things joined by `` ; `` too.  REC: ``detect expr``;
 grounded caption: every grounded phrase of the caption detected at once (PaliGemma has no grounded-caption
 prompt; this is its multi-object detection form).  Records ``{"image", "prefix", "suffix"}`` (big_vision
-``transfers/forkme.py`` ``bv:jsonl``; HF ``PaliGemmaProcessor(text=prefix, suffix=suffix)``).
+``transfers/forkme.py`` ``bv:jsonl``; HF ``PaliGemmaProcessor(text=prefix, suffix=suffix)``).  Fully
+declarative (:data:`PALIGEMMA`): y-first is the order of the value positions in the box spelling.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from .. import boxes as B
-from ..errors import RecordError
-from ..schema import Region, Sample
-from .base import Decoded, RecordRandom, ordered_spans
-from .spelled import FIELDS, PrefixSuffixWriter, Spelling, fill
+from .convention import Columns, Convention, Listing, Spelling, Tagging
+from .decoding import ConventionParse
 
-QUANTIZER = B.Quantizer(scale=1023, rounding="round", max_index=1023)
-LOCS = Spelling(box="<loc{y1:04d}><loc{x1:04d}><loc{y2:04d}><loc{x2:04d}>")
 SEPARATOR = " ; "
-OBJECT = re.compile(r"((?:<loc[0-9]{4}>){4}) (.*)", re.S)
+
+PALIGEMMA = Convention(
+    grid=B.Quantizer(scale=1023, rounding="round", max_index=1023),
+    spelling=Spelling(box=("<loc", 1, "><loc", 0, "><loc", 3, "><loc", 2, ">"), pad=4),  # ymin xmin ymax xmax
+    tagging=Tagging(),
+    layout=Columns((("prefix", ("prompt",)), ("suffix", ("answer",)))),
+    placeholders=(("rec", "phrase"), ("grounded-caption", "phrases")),
+    answers=(("rec", "{objects}"), ("grounded-caption", "{objects}")),
+    listing=Listing(item="{boxes} {label}", joiner=SEPARATOR, per_box=True),  # "<loc>×4 label ; …"
+    reserved=("<loc", "<seg", SEPARATOR),
+)
 
 
-class PaliGemmaWriter(PrefixSuffixWriter):
+class PaliGemmaWriter(ConventionParse):
     name = "paligemma"
     description = "PaliGemma image/prefix/suffix: detect …, <locNNNN> y-first round(v/size*1023), ' ; '-joined"
+    tasks = ("rec", "grounded-caption")
     template_name = "paligemma"
-    spelling = LOCS
-    quantizer = QUANTIZER
-    also_reserved = ("<loc", "<seg", SEPARATOR)
-    required_placeholders = {"rec": ("{phrase}",), "grounded-caption": ("{phrases}",)}
-
-    def objects(self, sample: Sample, regions: list[Region], labels: list[str]) -> str:
-        w, h = sample.image.width, sample.image.height
-        return SEPARATOR.join(
-            f"{LOCS.spell([self.quantize(b, w, h)])} {label}"
-            for region, label in zip(regions, labels, strict=True)
-            for b in region.boxes
-        )
-
-    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        phrase = self.plain(region.phrase, sample)
-        prompt = fill(self.choose_template("rec", rng), phrase=phrase)
-        return self.prefix_suffix(prompt, self.objects(sample, [region], [phrase]), sample)
-
-    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
-        text = sample.text  # only the grounded phrases are written, so only they must be free of markup
-        regions = ordered_spans(sample)
-        labels = [self.plain(text[r.span[0] : r.span[1]], sample) for r in regions]
-        prompt = fill(self.choose_template("grounded-caption", rng), phrases=SEPARATOR.join(dict.fromkeys(labels)))
-        return self.prefix_suffix(prompt, self.objects(sample, regions, labels), sample)
-
-    def decode_record(self, prefix: str, suffix: str, width: int, height: int, record: dict[str, Any]) -> list[Decoded]:
-        box = re.compile(LOCS.box_regex())
-        out: list[Decoded] = []
-        for part in suffix.split(SEPARATOR):
-            match = OBJECT.fullmatch(part)
-            found = box.fullmatch(match.group(1)) if match else None
-            if found is None:
-                raise RecordError("bad-box", f"object {part!r} is not '<loc>×4 label'", suffix)
-            q = [int(found.group(name)) for name in FIELDS]
-            decoded = self.dequantize(q, width, height, record)
-            if out and out[-1].phrase == match.group(2):
-                out[-1].boxes.append(decoded)
-            else:
-                out.append(Decoded(match.group(2), [decoded]))
-        return out
+    convention = PALIGEMMA

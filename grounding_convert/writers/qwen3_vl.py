@@ -6,6 +6,7 @@ from 0 to 1000"; [maint] QwenLM/Qwen3-VL#1486 (reuse ``convert_to_qwen2vl_format
 no second conversion after resizing).  Whether training used 0..1000 or 0..999 (QwenLM/Qwen3-VL#1741 quotes
 Alibaba Cloud docs: "normalized to a range of 0 to 999") is UNVERIFIED: ``--max-coord 1000|999``, default
 1000 as the cookbook says (999 keeps scale 1000 and clamps, so only the far edge changes).
+The convention is :func:`~.qwen2_vl.qwen_json` (or Qwen2-VL's) on that grid: fully declarative.
 """
 
 from __future__ import annotations
@@ -14,16 +15,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .. import boxes as B
-from .base import ConversationOptions
-from .qwen2_vl import QwenJsonWriter
-from .spelled import BoxFormat
+from .qwen2_vl import QwenJsonOptions, QwenJsonWriter, qwen_json
 
 
 @dataclass
-class Qwen3VlOptions(ConversationOptions):
+class Qwen3VlOptions(QwenJsonOptions):
     max_coord: Literal["1000", "999"] = "1000"
-    box_format: BoxFormat = "json"
-    json_fence: bool = True
 
 
 class Qwen3VlWriter(QwenJsonWriter):
@@ -31,8 +28,8 @@ class Qwen3VlWriter(QwenJsonWriter):
     description = "Qwen3-VL conversations: JSON bbox_2d relative 0-1000 (or 0-999), round half-even"
     Options = Qwen3VlOptions
     json_templates = "qwen3-vl"
-    quantizer = B.Quantizer(scale=1000, rounding="round", max_index=1000)
+    convention = qwen_json(B.Quantizer(scale=1000, rounding="round", max_index=1000), fence=True)
+    options: Qwen3VlOptions
 
-    def grids(self, width: int, height: int) -> tuple[B.Quantizer, B.Quantizer]:
-        grid = B.Quantizer(scale=1000, rounding="round", max_index=int(self.options.max_coord))
-        return grid, grid
+    def grid(self) -> B.Quantizer:
+        return B.Quantizer(scale=1000, rounding="round", max_index=int(self.options.max_coord))
