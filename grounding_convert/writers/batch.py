@@ -234,7 +234,11 @@ def size_columns(writer: Writer, flat: FlatSamples, refused: set[int]) -> dict[s
         return {}
     known: dict[tuple[int, int], tuple[tuple[str, int], ...] | None] = {}
     rows = []
+    recorded = set(flat.region_sample.tolist())  # a sample without grounded regions has no records to refuse
     for s, size in enumerate(zip(flat.widths.tolist(), flat.heights.tolist(), strict=True)):
+        if s not in recorded:
+            rows.append([0] * len(grid.columns))
+            continue
         if size not in known:
             try:
                 known[size] = grid.size_columns(*size)

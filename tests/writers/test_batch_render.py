@@ -11,17 +11,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grounding_convert.errors import RecordError, UsageError
-from grounding_convert.plugins import get_writer
+from grounding_convert.plugins import get_writer, writer_names
 from grounding_convert.schema import ImageRef, Region, Sample
 from grounding_convert.writers import batch
 from grounding_convert.writers.base import WriterOptions, record_rng, sample_state
 from grounding_convert.writers.qwen_vl import QwenVlWriter
 
-WRITERS = ["qwen-vl", "ofa", "kosmos-2", "cogvlm"]
+# every installed writer with a convention (ODVG and canonical render themselves, per record)
+WRITERS = [name for name in writer_names() if get_writer(name).convention is not None]
 # every writer, and the options that change its convention or its common columns
 VARIANTS = [
-    *[(name, {}) for name in WRITERS],
+    *[(name, dict(get_writer(name).demo_options)) for name in WRITERS],
     ("ofa", {"multi_box": "union"}),
+    ("qwen2.5-vl", {"resize_profile": "qwen-sft-script", "box_format": "tokens"}),
+    ("qwen2.5-vl", {"min_pixels": 784, "max_pixels": 50176, "json_fence": "false", "language": "zh"}),
+    ("qwen2.5-vl", {"resize_profile": "llamafactory"}),
+    ("qwen3-vl", {"max_coord": "999", "json_fence": "false"}),
+    ("qwen3-vl", {"box_format": "tokens", "language": "zh"}),
+    ("internvl", {"language": "mixed", "image_prefix": "/data/grit/"}),
     ("qwen-vl", {"language": "mixed", "image_prefix": "/data/grit/"}),
     ("cogvlm", {"language": "zh"}),
     ("ofa", {"language": "zh"}),
@@ -85,7 +92,8 @@ def per_record(writer, sample_list, tasks, seed):
 
 
 def check(writer, sample_list, tasks, seed):
-    if not sample_list:
+    tasks = tuple(t for t in tasks if t in writer.tasks)
+    if not sample_list or not tasks:
         return
     assert all(writer.batchable(s) for s in sample_list)
     result = writer.render_batch(sample_list, tasks, seed)
@@ -132,7 +140,7 @@ def test_batch_equals_per_record_on_grit_shaped_samples(name, language):
         sample_list.append(
             Sample(f"grit/{i}", "grit", "train", ImageRef(f"{i}.jpg", str(i), w, h), text, None, regions)
         )
-    writer = make(name, {"language": language, "image_prefix": "/data/grit/"})
+    writer = make(name, {**get_writer(name).demo_options, "language": language, "image_prefix": "/data/grit/"})
     for tasks in TASK_SETS:
         check(writer, sample_list, tasks, seed=11)
 
