@@ -22,10 +22,11 @@ from .. import boxes as B
 from .convention import Columns, Convention, Listing, Spelling, Tagging
 from .decoding import ConventionParse
 
+QUANTIZER = B.Quantizer(scale=1000, rounding="floor", max_index=999, arithmetic="per-bin-f32")
 REC, CAPTION, REG = "<OPEN_VOCABULARY_DETECTION>", "<CAPTION_TO_PHRASE_GROUNDING>", "<REGION_TO_DESCRIPTION>"
 
 FLORENCE_2 = Convention(
-    grid=B.Quantizer(scale=1000, rounding="floor", max_index=999, arithmetic="per-bin-f32"),
+    grid=QUANTIZER,
     spelling=Spelling(box=("<loc_", 0, "><loc_", 1, "><loc_", 2, "><loc_", 3, ">")),
     tagging=Tagging(),
     layout=Columns((("prefix", ("prompt",)), ("suffix", ("answer",)))),
