@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 _ESCAPED = r'[\x00-\x1f"\\]'  # what orjson escapes inside a string
 
 
-def json_lines(batch: pa.RecordBatch) -> pa.Array | None:
-    """One ``{"key":value,…}\\n`` string per row, in schema order; None when a column is not supported."""
+def json_records(batch: pa.RecordBatch, end: str = "\n") -> pa.Array | None:
+    """One ``{"key":value,…}`` + ``end`` string per row, in schema order; None when a column is not supported."""
     parts: list[pa.Array | str] = []
     for i, field in enumerate(batch.schema):
         values = _values(batch.column(i))
@@ -29,7 +29,7 @@ def json_lines(batch: pa.RecordBatch) -> pa.Array | None:
         parts += [("{" if i == 0 else ",") + _key(field.name), values]
     if not parts or batch.num_rows == 0:
         return None
-    parts.append("}\n")
+    parts.append("}" + end)
     return pc.binary_join_element_wise(*parts, "")
 
 
