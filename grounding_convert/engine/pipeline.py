@@ -171,9 +171,9 @@ class _Converter:
         self.tasks, self.seed, self.wanted = job.tasks, job.seed, job.reader_options.get("split")
         self.seen: set[str] = set()
         self.check_text = True  # off when the reader vouches for its strings (Reader.valid_unicode)
-        # the writer's columnar path (writers/batch.py), for Parquet output when its templates allow it
+        # the writer's columnar path (writers/batch.py), for containers that take Arrow batches
         self.batchable = None
-        if container.columnar and job.turns == 1 and writer.batch_ready(self.tasks):
+        if container.batched and not container.grouped and job.turns == 1 and writer.batch_ready(self.tasks):
             self.batchable = writer.batchable
         self.pending: list[Sample] = []
         # --turns N: records go through the packer, which hands finished conversations to the sinks

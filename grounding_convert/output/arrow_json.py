@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 _ESCAPED = r'[\x00-\x1f"\\]'  # what orjson escapes inside a string
 
 
-def json_lines(batch: pa.RecordBatch) -> pa.Array | None:
-    """One ``{"key":value,…}\\n`` string per row, in schema order; None when a column is not supported."""
+def json_records(batch: pa.RecordBatch, end: str = "\n") -> pa.Array | None:
+    """One ``{"key":value,…}`` + ``end`` string per row, in schema order; None when a column is not supported."""
     parts: list[pa.Array | str] = []
     for i, field in enumerate(batch.schema):
         values = _values(batch.column(i))
@@ -29,7 +29,7 @@ def json_lines(batch: pa.RecordBatch) -> pa.Array | None:
         parts += [("{" if i == 0 else ",") + _key(field.name), values]
     if not parts or batch.num_rows == 0:
         return None
-    parts.append("}\n")
+    parts.append("}" + end)
     return pc.binary_join_element_wise(*parts, "")
 
 
@@ -73,10 +73,23 @@ def _struct(array: pa.StructArray) -> pa.Array | None:
     return pc.binary_join_element_wise(*parts, "")
 
 
+# orjson's short escapes, backslash first so the others' backslashes are not doubled again
+_SHORT = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\t", "\\t"), ("\r", "\\r"), ("\b", "\\b"), ("\f", "\\f"))
+_RARE = r"[\x00-\x07\x0b\x0e-\x1f]"  # the control characters orjson writes as \u00XX
+
+
 def _escape(array: pa.Array) -> pa.Array:
-    """Strings as they appear between JSON quotes: most need nothing, the rest go through orjson."""
+    """Strings as they appear between JSON quotes: most need nothing, most others only the short escapes
+    (done by Arrow), the rare rest go through orjson itself."""
     needs = pc.match_substring_regex(array, _ESCAPED)
     if not pc.any(needs).as_py():
         return array
-    escaped = [orjson.dumps(value)[1:-1].decode() for value in array.filter(needs).to_pylist()]
-    return pc.replace_with_mask(array, needs, pa.array(escaped, array.type))
+    subset = array.filter(needs)
+    rare = pc.match_substring_regex(subset, _RARE)
+    escaped = subset
+    for old, new in _SHORT:
+        escaped = pc.replace_substring(escaped, old, new)
+    if pc.any(rare).as_py():
+        slow = [orjson.dumps(value)[1:-1].decode() for value in subset.filter(rare).to_pylist()]
+        escaped = pc.replace_with_mask(escaped, rare, pa.array(slow, array.type))
+    return pc.replace_with_mask(array, needs, escaped)

@@ -242,20 +242,14 @@ class Writer(ABC):
 
     def batch_ready(self, tasks: Sequence[str]) -> bool:
         """Whether :meth:`render_batch` can render these tasks (every phrasing has the plain shape)."""
-        from . import batch
-
         return self.convention is not None and batch.ready(self, tasks)
 
     def batchable(self, sample: Sample) -> bool:
         """Whether :meth:`render_batch` renders this sample exactly as :meth:`render_tasks` would."""
-        from . import batch
-
         return self.convention is not None and batch.batchable(self, sample)
 
     def render_batch(self, samples: Sequence[Sample], tasks: Sequence[str], seed: int) -> Any:
         """``batch.RenderedBatch`` of batchable samples, or the positions of those the per-record path refuses."""
-        from . import batch
-
         return batch.render(self, samples, tasks, seed)
 
     # --- shared machinery --------------------------------------------------------------------------
@@ -563,3 +557,6 @@ def check_tasks(writer: type[Writer], tasks: Sequence[str]) -> None:
             raise UsageError(f"unknown task {task!r} (tasks: {', '.join(TASKS)})")
         if task not in writer.tasks:
             raise UsageError(f"writer {writer.name!r} has no task {task!r} (it has: {', '.join(writer.tasks)})")
+
+
+from . import batch  # noqa: E402 - the columnar renderer builds on the names above

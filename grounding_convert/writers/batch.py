@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from ..boxes import BoxError
 from ..schema import Sample
-from .base import SUFFIX_MULTIPLIER, image_id, ordered_spans, region_coord, sample_state
+from .base import SUFFIX_MULTIPLIER, image_id, ordered_spans, sample_state
 from .convention import NORMALIZERS, Columns, Conversation, Field, around, fill, tag_caption
 
 if TYPE_CHECKING:
@@ -178,12 +178,12 @@ def render(writer: Writer, samples: Sequence[Sample], tasks: Sequence[str], seed
     regional = "rec" in wanted or "reg" in wanted
     captioned = [ordered_spans(s) for s in samples] if "grounded-caption" in wanted else [[] for _ in samples]
     refused: set[int] = set()
-    phrases = flat.phrases
+    phrases = pa.array(flat.phrases, pa.string())
     if regional and convention.normalize != "none":
-        normalize = NORMALIZERS[convention.normalize]
-        phrases = [normalize(p) for p in phrases]
-    if regional and convention.require_text:
-        refused.update(int(flat.region_sample[i]) for i, p in enumerate(phrases) if not p)
+        phrases = normalized(convention.normalize, phrases)
+    if regional and convention.require_text and len(phrases):
+        empty = np.asarray(pc.equal(pc.binary_length(phrases), 0).to_numpy(zero_copy_only=False))
+        refused.update(int(s) for s in np.unique(flat.region_sample[empty]))
     if regional:
         spelled = np.ones(len(flat.phrases), dtype=bool)
     else:
@@ -324,7 +324,7 @@ def region_block(
     common: dict[str, pa.Array],
     tokens: pa.Array,
     box_tokens: pa.Array | None,
-    phrases: list[str],
+    phrase: pa.Array,
 ) -> tuple[list[int], dict[str, pa.Array]]:
     """REC or REG records, one per grounded region: ``Writer.region_values`` as columns."""
     take = pa.array(flat.region_sample)
@@ -333,18 +333,14 @@ def region_block(
     columns["id"] = join(columns["sample_id"], f"/{task}/", numbers)
     crcs = suffix_crcs(task, flat.region_index)
     before, after = draw_pairs(template_pairs(writer, task), flat.states[flat.region_sample], crcs)
-    phrase = pa.array(phrases, pa.string())
     slots = {"phrase": phrase, "boxes": tokens}
     if writer.convention.listing is not None:
-        slots["objects"] = objects_column(writer, phrases, tokens, box_tokens, flat.region_boxes)
+        slots["objects"] = objects_column(writer, phrase.to_pylist(), tokens, box_tokens, flat.region_boxes)
     columns["prompt"] = join(before, slots[{"rec": "phrase", "reg": "boxes"}[task]], after)
     columns["answer"] = fill_columns(writer.convention.answer(task), slots, len(phrase))
     columns["text"] = pa.array(flat.phrases, pa.string())
     if writer.uses("region_coord"):
-        columns["region_coord"] = pa.array(
-            [region_coord(region.boxes) for s, sample in enumerate(flat.samples) for region in _grounded(sample)],
-            pa.string(),
-        )
+        columns["region_coord"] = region_coords(flat)
     counts = np.bincount(flat.region_sample, minlength=len(flat.samples)).tolist()
     return counts, columns
 
@@ -368,15 +364,17 @@ def caption_block(
     before, after = draw_pairs(template_pairs(writer, task), states, suffix_crcs(task, None))
     spelled = tokens.to_pylist()
     texts = pa.array([flat.samples[s].text for s in rows], pa.string())
-    normalize = NORMALIZERS[convention.normalize] if convention.normalize_caption else None
     captions = []
     for s in rows:
         where = flat.region_of[s]
-        caption = tag_caption(
-            flat.samples[s].text, convention.tagging, [(r.span, spelled[where[id(r)]]) for r in captioned[s]]
+        captions.append(
+            tag_caption(
+                flat.samples[s].text, convention.tagging, [(r.span, spelled[where[id(r)]]) for r in captioned[s]]
+            )
         )
-        captions.append(normalize(caption) if normalize else caption)
     caption = pa.array(captions, pa.string())
+    if convention.normalize_caption:
+        caption = normalized(convention.normalize, caption)
     values = {"caption": caption}
     slots = {"caption": texts}
     if convention.listing is not None:
@@ -452,8 +450,56 @@ def fill_columns(pieces: Sequence[Any], values: dict[str, pa.Array], size: int) 
     return join(*parts)
 
 
-def _grounded(sample: Sample) -> list[Any]:
-    return [r for r in sample.regions if r.role is None and r.boxes]
+# --- text and numbers as columns (each equal to its Python reference, tested on random values) --------------
+
+_ASCII_SPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # what str.strip() and re's \s take out of ASCII text
+
+
+def normalized(kind: str, texts: pa.Array) -> pa.Array:
+    """``convention.NORMALIZERS[kind]`` of every string: Arrow kernels on ASCII rows (where they agree with
+    Python's ``lower``/``strip``/``\\s``), the Python reference on the others."""
+    if kind == "none" or not len(texts):
+        return texts
+    if kind == "strip":
+        out = pc.utf8_trim(texts, characters=_ASCII_SPACE)
+    else:  # pre_caption, step by step as convention.pre_caption
+        out = pc.utf8_ltrim(pc.utf8_lower(texts), characters=",.!?*#:;~")
+        for old, new in (("-", " "), ("/", " "), ("<person>", "person")):
+            out = pc.replace_substring(out, old, new)
+        out = pc.replace_substring_regex(out, r"[\t\n\x0b\x0c\r\x1c-\x1f ]{2,}", " ")
+        out = pc.utf8_trim(pc.utf8_rtrim(out, characters="\n"), characters=" ")
+    other = pc.invert(pc.string_is_ascii(texts))
+    if pc.any(other).as_py():
+        reference = NORMALIZERS[kind]
+        out = pc.replace_with_mask(out, other, pa.array([reference(t) for t in texts.filter(other).to_pylist()]))
+    return out
+
+
+def two_decimals(values: np.ndarray) -> pa.Array:
+    """``f"{v:.2f}"`` of each value: ``rint(v * 100)`` where the product is clearly off a .5 tie (its float
+    error is far below the margin), Python's own formatting for ties, negatives, huge and odd values."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = values * 100
+        cents = np.rint(np.where(np.isfinite(scaled), scaled, 0.0))
+        sure = ~np.signbit(values) & (values < 1e6) & (np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6)
+    cents = np.where(sure, cents, 0.0).astype(np.int64)
+    units = as_strings(cents // 100)
+    text = join(units, ".", pc.utf8_lpad(as_strings(cents % 100), width=2, padding="0"))
+    if not sure.all():
+        unsure = ~sure
+        text = pc.replace_with_mask(text, pa.array(unsure), pa.array([f"{v:.2f}" for v in values[unsure]]))
+    return text
+
+
+def region_coords(flat: FlatSamples) -> pa.Array:
+    """``base.region_coord`` of every grounded region: its boxes' union, two decimals, comma separated."""
+    boxes, starts = flat.boxes, flat.region_boxes[:-1]
+    if not len(starts):
+        return pa.array([], pa.string())
+    low = np.minimum.reduceat(boxes[:, :2], starts)
+    high = np.maximum.reduceat(boxes[:, 2:], starts)
+    corners = [low[:, 0], low[:, 1], high[:, 0], high[:, 1]]
+    return join(*[piece for c in corners for piece in (two_decimals(c), ",")][:-1])
 
 
 def first_draws(states: np.ndarray, suffix_crcs: np.ndarray, n: int) -> np.ndarray:

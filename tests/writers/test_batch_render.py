@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -227,3 +228,20 @@ def test_only_plain_one_placeholder_templates_take_the_columnar_path(tmp_path, t
         sample = Sample("grit/1", "grit", "train", ImageRef("1.jpg", "1", 100, 100), "a dog's toy", None,
                         [Region("a dog's toy", (0, 11), [[1.0, 1.0, 50.0, 50.0]])])  # fmt: skip
         check(writer, [sample], ("rec", "reg", "grounded-caption"), 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.text(alphabet=st.characters(max_codepoint=0x7F)) | st.text(), min_size=1, max_size=8))
+def test_column_normalizers_equal_their_python_reference(texts):
+    from grounding_convert.writers.convention import NORMALIZERS
+
+    texts = [t for t in texts if not any(0xD800 <= ord(c) <= 0xDFFF for c in t)]
+    for kind in ("strip", "pre_caption"):
+        assert batch.normalized(kind, pa.array(texts, pa.string())).to_pylist() == [NORMALIZERS[kind](t) for t in texts]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(0, 10**6).map(lambda i: i / 200)))
+def test_two_decimals_equals_python_formatting(values):
+    array = np.array(values, dtype=np.float64)
+    assert batch.two_decimals(array).to_pylist() == [f"{v:.2f}" for v in array]
