@@ -291,6 +291,13 @@ class Writer(ABC):
             sized = self._check_size(sample)
             values = self.caption_values(sample, record_rng(state, task))
             return [self.record(sample, task, f"{sample.id}/{task}", values, sized)]
+        if task == "detection":  # every grounded region under its category (or phrase), as the listing spells it
+            regions = grounded_regions(sample)
+            if not regions:
+                return []
+            sized = self._check_size(sample)
+            values = self.detection_values(sample, [r for _, r in regions], record_rng(state, task))
+            return [self.record(sample, task, f"{sample.id}/{task}", values, sized)]
         if task == "pointing":
             if not any(r.role == "answer" and r.boxes for r in sample.regions):
                 return []
@@ -344,6 +351,16 @@ class Writer(ABC):
         name = convention.placeholder("grounded-caption")
         prompt = self.prompt("grounded-caption", rng, **({name: slot[name]} if name else {}))
         return {"prompt": prompt, "answer": fill(self._answer("grounded-caption"), fields), "text": text}
+
+    def detection_values(self, sample: Sample, regions: Sequence[Region], rng: RecordRandom) -> dict[str, str]:
+        """The detection prompt (``{phrases}``: the distinct labels) and the ``{objects}`` of every region."""
+        convention = self.convention
+        labelled = [(self.model_phrase(r.category or r.phrase, sample), r.boxes) for r in regions]
+        name = convention.placeholder("detection")
+        phrases = convention.listing.joiner.join(dict.fromkeys(label for label, _ in labelled))
+        prompt = self.prompt("detection", rng, **({name: phrases} if name else {}))
+        answer = fill(self._answer("detection"), {"objects": self.objects(sample, labelled)})
+        return {"prompt": prompt, "answer": answer, "text": ""}
 
     def objects(self, sample: Sample, labelled: Sequence[tuple[str, Sequence[Box]]]) -> str:
         """``{objects}``: each (label, boxes) as the convention's :class:`~.convention.Listing` item."""

@@ -130,6 +130,8 @@ def template_pairs(writer: Writer, task: str) -> list[tuple[str, str]] | None:
 
 def ready(writer: Writer, tasks: Sequence[str]) -> bool:
     """Whether every requested task's phrasings have the plain shape the columnar path fills in."""
+    if any(t not in COLUMNAR_TASKS and t != "pointing" for t in tasks):  # pointing: QA samples are not batchable
+        return False  # detection: rendered per record
     return all(template_pairs(writer, t) is not None for t in tasks if t in COLUMNAR_TASKS)
 
 

@@ -9,7 +9,8 @@ FORMATS_NEXT §5.  Formula [code] huggingface/transformers ``06053b84``
 
 hence ``Quantizer(1000, floor, max_index=999, arithmetic="per-bin-f32")``; the vocabulary has
 ``<loc_0>``…``<loc_999>`` only (maestro and ms-swift round and can emit ``<loc_1000>``: not done here).
-Tasks (prefix → suffix): REC ``<OPEN_VOCABULARY_DETECTION>expr`` → ``expr<loc>×4``; grounded caption
+Tasks (prefix → suffix): detection ``<OD>`` → ``label<loc>×4…`` per region (its category, else its
+phrase); REC ``<OPEN_VOCABULARY_DETECTION>expr`` → ``expr<loc>×4``; grounded caption
 ``<CAPTION_TO_PHRASE_GROUNDING>caption`` → each phrase and its locs; REG ``<REGION_TO_DESCRIPTION><loc>×4`` →
 text.  Records ``{"image", "prefix", "suffix"}`` as Roboflow's Florence-2 JSONL
 (https://roboflow.com/formats/florence-2).  The prefixes are ``configs/templates/florence-2.yaml`` (one
@@ -32,7 +33,13 @@ FLORENCE_2 = Convention(
     layout=Columns((("prefix", ("prompt",)), ("suffix", ("answer",)))),
     placeholders=(("rec", "phrase"), ("reg", "boxes"), ("grounded-caption", "caption")),
     # grounded caption: each grounded phrase followed by its locs, nothing between (phrase grounding output)
-    answers=(("rec", "{phrase}{boxes}"), ("reg", "{phrase}"), ("grounded-caption", "{objects}")),
+    # <OD> → "label<loc>×4…" per region (its category, else its phrase)
+    answers=(
+        ("rec", "{phrase}{boxes}"),
+        ("reg", "{phrase}"),
+        ("grounded-caption", "{objects}"),
+        ("detection", "{objects}"),
+    ),
     listing=Listing(item="{label}{boxes}"),
     reserved=("<loc_", REC, CAPTION, REG, "<OD>"),
 )
@@ -41,6 +48,7 @@ FLORENCE_2 = Convention(
 class Florence2Writer(ConventionParse):
     name = "florence-2"
     description = "Florence-2 image/prefix/suffix: task token prefixes, <loc_N> floor into 1000 bins (0-999)"
-    tasks = ("rec", "reg", "grounded-caption")
+    tasks = ("rec", "reg", "grounded-caption", "detection")
+    default_tasks = ("rec", "reg", "grounded-caption")  # detection (<OD>) on request: it lists every region
     template_name = "florence-2"
     convention = FLORENCE_2

@@ -12,7 +12,8 @@ by 1024 (up to one extra step at the far edge).  Object: ``<loc ymin><loc xmin><
 several objects joined by `` ; `` (HF cookbook); prompt ``detect {things}`` ([doc]
 ``big_vision/configs/proj/paligemma/README.md``), several things joined by `` ; `` too.  REC: ``detect expr``;
 grounded caption: every grounded phrase of the caption detected at once (PaliGemma has no grounded-caption
-prompt; this is its multi-object detection form).  Records ``{"image", "prefix", "suffix"}`` (big_vision
+prompt; this is its multi-object detection form); detection: ``detect {categories}`` → every region's boxes
+under its category (else its phrase).  Records ``{"image", "prefix", "suffix"}`` (big_vision
 ``transfers/forkme.py`` ``bv:jsonl``; HF ``PaliGemmaProcessor(text=prefix, suffix=suffix)``).  Fully
 declarative (:data:`PALIGEMMA`): y-first is the order of the value positions in the box spelling.
 """
@@ -30,8 +31,8 @@ PALIGEMMA = Convention(
     spelling=Spelling(box=("<loc", 1, "><loc", 0, "><loc", 3, "><loc", 2, ">"), pad=4),  # ymin xmin ymax xmax
     tagging=Tagging(),
     layout=Columns((("prefix", ("prompt",)), ("suffix", ("answer",)))),
-    placeholders=(("rec", "phrase"), ("grounded-caption", "phrases")),
-    answers=(("rec", "{objects}"), ("grounded-caption", "{objects}")),
+    placeholders=(("rec", "phrase"), ("grounded-caption", "phrases"), ("detection", "phrases")),
+    answers=(("rec", "{objects}"), ("grounded-caption", "{objects}"), ("detection", "{objects}")),
     listing=Listing(item="{boxes} {label}", joiner=SEPARATOR, per_box=True),  # "<loc>×4 label ; …"
     reserved=("<loc", "<seg", SEPARATOR),
 )
@@ -40,6 +41,7 @@ PALIGEMMA = Convention(
 class PaliGemmaWriter(ConventionParse):
     name = "paligemma"
     description = "PaliGemma image/prefix/suffix: detect …, <locNNNN> y-first round(v/size*1023), ' ; '-joined"
-    tasks = ("rec", "grounded-caption")
+    tasks = ("rec", "grounded-caption", "detection")
+    default_tasks = ("rec", "grounded-caption")  # detection (every region) on request
     template_name = "paligemma"
     convention = PALIGEMMA
