@@ -217,6 +217,7 @@ class _Converter:
         if batchable:
             if pending and pending[0].split != sample.split:
                 self.flush()  # a batch goes to one split's shards
+                pending = self.pending  # flush started a new list: appending to the old one lost this sample
             pending.append(sample)
             if len(pending) >= BATCH_SAMPLES:
                 self.flush()
