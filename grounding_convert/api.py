@@ -32,7 +32,17 @@ if TYPE_CHECKING:
 #: the named dataset flags: reader option names (``--split-by`` → ``split_by``)
 READER_FLAGS = ("split", "split_by", "annotations", "text", "spans", "min_score", "image_root", "vg_image_data")
 #: the named model flags: writer option names
-WRITER_FLAGS = ("image_prefix", "template_file", "language", "embed_images", "image_root")
+WRITER_FLAGS = ("image_prefix", "template_file", "language", "embed_images", "image_root") + (
+    "layout",
+    "resize_profile",
+    "min_pixels",
+    "max_pixels",
+    "factor",
+    "box_format",
+    "max_coord",
+    "odvg_dialect",
+    "label_map",
+)
 #: flags the pipeline takes whatever the reader and writer (the --image-root size check)
 PIPELINE_FLAGS = ("image_root",)
 
@@ -68,6 +78,15 @@ class ConvertOptions:
     language: str | None = None
     embed_images: bool = False
     turns: int = 1  # qwen-vl, cogvlm: up to N records of one image and task packed into one conversation
+    layout: str | None = None  # conversation writers: native, llamafactory or ms-swift
+    resize_profile: str | None = None  # qwen2.5-vl: named trainer resize defaults
+    min_pixels: int | None = None  # qwen2.5-vl: explicit smart_resize settings
+    max_pixels: int | None = None
+    factor: int | None = None
+    box_format: str | None = None  # qwen2.5-vl / qwen3-vl: json or tokens
+    max_coord: str | None = None  # qwen3-vl: 1000 or 999
+    odvg_dialect: str | None = None  # odvg: mmdet or open-groundingdino
+    label_map: str | None = None  # odvg detection: label map JSON
     size_mismatch: str = "reject"  # with image_root: an image whose real size differs — reject, rescale or trust
     reader_options: dict[str, Any] = field(default_factory=dict)  # any reader option (-O KEY=VALUE)
     writer_options: dict[str, Any] = field(default_factory=dict)  # any writer option (-W KEY=VALUE)

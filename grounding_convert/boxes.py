@@ -12,12 +12,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import isfinite
-from typing import Literal
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 
 Box = list[float]
 Rounding = Literal["floor", "round"]
+#: In which order a model's own code computes ``v / size * scale`` (float results differ at bin edges):
+#: ``fraction`` ``v / size * scale`` (Qwen, InternVL, PaliGemma …); ``ratio`` ``v * (scale / size)``
+#: (Qwen2.5-VL's ``x1 * scale_w``); ``per-bin-f32`` ``v / (size / scale)`` in float32 (Florence-2's torch code).
+Arithmetic = Literal["fraction", "ratio", "per-bin-f32"]
 
 
 class BoxError(ValueError):
@@ -151,16 +155,46 @@ class Quantizer:
     clipping); ``'round'`` is round-half-to-even, as both Python's ``round`` and ``torch.round`` do.
     Decoding returns the centre of the cell a floored value came from, or the exact grid point of a
     rounded one, so the decode error is at most half a step (one step at a clamped border).
+
+    Two model quirks are fields, not code elsewhere:
+
+    * ``pre_clamp``: the pixel is first clamped to ``size - 1`` (CogCoM ``refine_box``), so a box
+      touching the far border lands one pixel inside it; the round-trip tolerance grows by that pixel.
+    * ``float32_square``: the arithmetic is OFA's, in float32 through a square resize of this side:
+      ``R(f32(f32(f32(v) * f32(side / size)) / f32(side)) * f32(scale))``.
+    * ``arithmetic``: the order of operations of ``v / size * scale`` (:data:`Arithmetic`).
     """
 
     scale: int
     rounding: Rounding
     max_index: int
+    pre_clamp: bool = False
+    float32_square: int | None = None
+    arithmetic: Arithmetic = "fraction"
+    columns: ClassVar[tuple[str, ...]] = ()  # size columns a record of this grid carries (see ResizedPixels)
+
+    def scaled(self, value: float, size: float) -> float:
+        """``value / size * scale`` in the model's own order of operations (before rounding)."""
+        if self.pre_clamp:
+            value = min(value, size - 1)
+        side = self.float32_square
+        if side is None:
+            if self.arithmetic == "ratio":
+                return value * (self.scale / size)
+            if self.arithmetic == "per-bin-f32":
+                # transformers models/florence2/processing_florence2.py Florence2PostProcessor.quantize: a
+                # float32 tensor divided by the python float size / bins (torch computes it in float32)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    return float(np.float32(value) / np.float32(size / self.scale))
+            return value / size * self.scale
+        f32 = np.float32
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(f32(f32(f32(value) * f32(side / size)) / f32(side)) * f32(self.scale))
 
     def encode(self, value: float, size: float) -> int:
         if size <= 0:
             raise BoxError(f"image size {size} cannot quantize a coordinate")
-        scaled = value / size * self.scale
+        scaled = self.scaled(value, size)
         q = math.floor(scaled) if self.rounding == "floor" else round(scaled)
         return int(min(max(q, 0), self.max_index))
 
@@ -169,33 +203,46 @@ class Quantizer:
         return (index + offset) * size / self.scale
 
     def encode_box(self, box: Sequence[float], width: float, height: float) -> list[int]:
-        """Same as :meth:`encode` on each corner, inlined: this runs for every box of every record."""
+        """:meth:`encode` of each corner (x along the width, y along the height)."""
         if width <= 0 or height <= 0:
             raise BoxError(f"image size {width}x{height} cannot quantize a box")
-        scale, top = self.scale, self.max_index
-        x1, y1, x2, y2 = box  # v / size * scale, in the models' own order of operations
-        if self.rounding == "floor":
-            # int() truncates toward zero: floor for v >= 0, and any v < 0 clamps to 0 either way (NaN and
-            # inf raise the same ValueError/OverflowError as math.floor)
-            a, b, c, d = (
-                int(x1 / width * scale),
-                int(y1 / height * scale),
-                int(x2 / width * scale),
-                int(y2 / height * scale),
-            )
-            return [
-                a if 0 <= a <= top else (0 if a < 0 else top),
-                b if 0 <= b <= top else (0 if b < 0 else top),
-                c if 0 <= c <= top else (0 if c < 0 else top),
-                d if 0 <= d <= top else (0 if d < 0 else top),
-            ]
-        r = round
-        return [
-            min(max(int(r(x1 / width * scale)), 0), top),
-            min(max(int(r(y1 / height * scale)), 0), top),
-            min(max(int(r(x2 / width * scale)), 0), top),
-            min(max(int(r(y2 / height * scale)), 0), top),
-        ]
+        x1, y1, x2, y2 = box
+        return [self.encode(x1, width), self.encode(y1, height), self.encode(x2, width), self.encode(y2, height)]
+
+    def encode_many(self, boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_box` of many boxes (n × 4 floats, one image size each), with the same IEEE operations.
+
+        Returns the values (n × 4 int64) and which boxes :meth:`encode_box` accepts (a NaN, an infinity or
+        an overflowing ``v / size * scale`` raises there); values of refused boxes are meaningless.
+        """
+        sizes = np.stack([widths, heights, widths, heights], axis=1).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            values = np.minimum(boxes, sizes - 1) if self.pre_clamp else boxes
+            if self.float32_square is None:
+                if self.arithmetic == "ratio":
+                    scaled = values * (self.scale / sizes)
+                elif self.arithmetic == "per-bin-f32":
+                    scaled = (values.astype(np.float32) / (sizes / self.scale).astype(np.float32)).astype(np.float64)
+                else:
+                    scaled = values / sizes * self.scale
+            else:
+                f32, side = np.float32, self.float32_square
+                ratio = (side / sizes).astype(f32)
+                scaled = ((values.astype(f32) * ratio) / f32(side)) * f32(self.scale)
+            ok = np.isfinite(scaled).all(axis=1)
+            safe = np.where(np.isfinite(scaled), scaled, 0.0)
+            q = np.floor(safe) if self.rounding == "floor" else np.rint(safe)
+        return np.clip(q, 0, self.max_index).astype(np.int64), ok
+
+    @staticmethod
+    def collapsed(q: np.ndarray) -> np.ndarray:
+        """Which quantized boxes (n × 4) have no area left: FORMATS.md forbids writing them."""
+        return (q[:, 2] <= q[:, 0]) | (q[:, 3] <= q[:, 1])
+
+    @staticmethod
+    def is_collapsed(q: Sequence[int]) -> bool:
+        """:meth:`collapsed` of one box."""
+        return q[2] <= q[0] or q[3] <= q[1]
 
     def decode_box(self, q: Sequence[int], width: float, height: float) -> Box:
         x1, y1, x2, y2 = q
@@ -207,11 +254,16 @@ class Quantizer:
         ]
 
     def step(self, width: float, height: float) -> tuple[float, float]:
-        """Pixels per quantization step along x and y: the tolerance of a round trip."""
-        return width / self.scale, height / self.scale
+        """Pixels per quantization step along x and y, plus the pre-clamp's pixel: the round-trip tolerance."""
+        extra = 1.0 if self.pre_clamp else 0.0
+        return width / self.scale + extra, height / self.scale + extra
 
     def in_range(self, q: int) -> bool:
         return 0 <= q <= self.max_index
+
+    def size_columns(self, width: int, height: int) -> tuple[tuple[str, int], ...]:
+        """Columns a record of this grid carries besides the image size (none: the grid is the size's)."""
+        return ()
 
 
 # --- KOSMOS-2 patch grid -----------------------------------------------------------------------------
@@ -251,6 +303,128 @@ def patch_indices_to_box(ul: int, lr: int, width: float, height: float, grid: in
 def patch_grid_step(width: float, height: float, grid: int = 32) -> tuple[float, float]:
     """Pixels per patch cell: the round-trip tolerance of the patch spelling."""
     return width / grid, height / grid
+
+
+@dataclass(frozen=True, slots=True)
+class PatchGrid:
+    """The KOSMOS-2 grid as a grid kind: a box is two values, its upper-left and lower-right cell."""
+
+    grid: int = 32
+    columns: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def max_index(self) -> int:
+        return self.grid * self.grid - 1
+
+    def encode_box(self, box: Sequence[float], width: float, height: float) -> list[int]:
+        return list(box_to_patch_indices(box, width, height, self.grid))
+
+    def encode_many(self, boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_box` of many boxes, same IEEE operations (``normalize``, floor, ceil, clamp)."""
+        grid = self.grid
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            nx1, nx2 = boxes[:, 0] / widths, boxes[:, 2] / widths
+            ny1, ny2 = boxes[:, 1] / heights, boxes[:, 3] / heights
+            cells = [np.floor(nx1 * grid), np.floor(ny1 * grid), np.ceil(nx2 * grid - 1), np.ceil(ny2 * grid - 1)]
+            ok = (nx2 > nx1) & (ny2 > ny1) & np.isfinite(np.stack(cells, axis=1)).all(axis=1)
+            cells = [np.clip(np.where(np.isfinite(c), c, 0.0), 0, grid - 1).astype(np.int64) for c in cells]
+        ul_x, ul_y, lr_x, lr_y = cells
+        return np.stack([ul_y * grid + ul_x, lr_y * grid + lr_x], axis=1), ok
+
+    def collapsed(self, q: np.ndarray) -> np.ndarray:
+        """Upper-left not up and left of lower-right: a box narrower than float noise at a cell edge."""
+        grid = self.grid
+        return (q[:, 0] % grid > q[:, 1] % grid) | (q[:, 0] // grid > q[:, 1] // grid)
+
+    def is_collapsed(self, q: Sequence[int]) -> bool:
+        grid = self.grid
+        return q[0] % grid > q[1] % grid or q[0] // grid > q[1] // grid
+
+    def decode_box(self, q: Sequence[int], width: float, height: float) -> Box:
+        return patch_indices_to_box(q[0], q[1], width, height, self.grid)
+
+    def step(self, width: float, height: float) -> tuple[float, float]:
+        return patch_grid_step(width, height, self.grid)
+
+    def in_range(self, q: int) -> bool:
+        return 0 <= q <= self.max_index
+
+    def size_columns(self, width: int, height: int) -> tuple[tuple[str, int], ...]:
+        """Columns a record of this grid carries besides the image size (none: the grid is the size's)."""
+        return ()
+
+
+# --- pixels of a resized image (Qwen2.5-VL) -----------------------------------------------------------
+
+
+class Resize(Protocol):
+    def resized(self, width: int, height: int) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ResizedPixels:
+    """Absolute pixels of the image after the model's resize: a grid whose scale is per sample and per axis.
+
+    Each axis is a :class:`Quantizer` of ``scale = new side``, ``arithmetic='ratio'`` (``v * (new / size)``),
+    clamped to the last pixel ``new - 1``.  ``resize`` gives ``(new_w, new_h)`` from the original size and
+    raises :class:`BoxError` for a size it cannot resize; the new size is also written in the record
+    (``columns``), so a reader can decode without knowing the resize.
+    """
+
+    resize: Resize
+    rounding: Rounding = "round"
+    columns: tuple[str, str] = ("resized_width", "resized_height")
+
+    def axes(self, width: int, height: int) -> tuple[Quantizer, Quantizer]:
+        new_w, new_h = self.resize.resized(width, height)
+        return self.axis(new_w), self.axis(new_h)
+
+    def axis(self, new: int) -> Quantizer:
+        return Quantizer(scale=new, rounding=self.rounding, max_index=new - 1, arithmetic="ratio")
+
+    def size_columns(self, width: int, height: int) -> tuple[tuple[str, int], ...]:
+        return tuple(zip(self.columns, self.resize.resized(width, height), strict=True))
+
+    def encode_box(self, box: Sequence[float], width: float, height: float) -> list[int]:
+        if width <= 0 or height <= 0:
+            raise BoxError(f"image size {width}x{height} cannot quantize a box")
+        qx, qy = self.axes(int(width), int(height))
+        x1, y1, x2, y2 = box
+        return [qx.encode(x1, width), qy.encode(y1, height), qx.encode(x2, width), qy.encode(y2, height)]
+
+    def encode_many(self, boxes: np.ndarray, widths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_box` of many boxes: the new sizes once per distinct size, then the same IEEE operations."""
+        news = np.zeros((len(boxes), 2), dtype=np.int64)
+        ok = np.ones(len(boxes), dtype=bool)
+        pairs = np.stack([widths, heights], axis=1) if len(boxes) else np.zeros((0, 2), dtype=np.int64)
+        distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        for k, (w, h) in enumerate(distinct.tolist()):
+            at = inverse.reshape(-1) == k
+            try:
+                news[at] = self.resize.resized(w, h)
+            except BoxError:
+                ok[at] = False
+        news = np.where(ok[:, None], news, 1)
+        sizes = np.stack([widths, heights, widths, heights], axis=1).astype(np.float64)
+        new4 = news[:, [0, 1, 0, 1]]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            scaled = boxes * (new4 / sizes)
+            ok &= np.isfinite(scaled).all(axis=1)
+            safe = np.where(np.isfinite(scaled), scaled, 0.0)
+            q = np.floor(safe) if self.rounding == "floor" else np.rint(safe)
+        return np.clip(q, 0, new4 - 1).astype(np.int64), ok
+
+    collapsed = staticmethod(Quantizer.collapsed)
+    is_collapsed = staticmethod(Quantizer.is_collapsed)
+
+    def decode_box(self, q: Sequence[int], width: float, height: float, new: tuple[int, int] | None = None) -> Box:
+        """Pixels of the original image; ``new`` is the record's resized size (else computed)."""
+        qx, qy = (self.axis(new[0]), self.axis(new[1])) if new else self.axes(int(width), int(height))
+        return [qx.decode(q[0], width), qy.decode(q[1], height), qx.decode(q[2], width), qy.decode(q[3], height)]
+
+    def step(self, width: float, height: float) -> tuple[float, float]:
+        new_w, new_h = self.resize.resized(int(width), int(height))
+        return width / new_w, height / new_h
 
 
 def max_abs_error(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:

@@ -308,6 +308,7 @@ WORKERS = Workers()
 NUM_WORKERS = Whole(min=1)
 WORKER_INDEX = Whole(min=0)
 MAX_REJECTS = MaxRejects()
+PIXELS = Whole(min=1)  # qwen2.5-vl smart_resize min/max pixels and factor
 TURNS = Whole(min=1)  # records of one image and task packed into one conversation
 MIN_SCORE = Real(min=0.0, max=1.0)
 EXAMPLES = Whole(min=0)

@@ -22,7 +22,21 @@ DATASETS = {
     "grit": ({"layout": "parquet"}, ".", {}),
     "grit-img2dataset": ({"layout": "img2dataset"}, ".", {}),
 }
-WRITERS = ("qwen-vl", "ofa", "kosmos-2", "cogvlm", "canonical")
+# writer → the options it cannot run without (qwen2.5-vl needs the trainer's resize setting)
+WRITERS = {
+    "qwen-vl": {},
+    "ofa": {},
+    "kosmos-2": {},
+    "cogvlm": {},
+    "canonical": {},
+    "qwen2-vl": {},
+    "qwen2.5-vl": {"resize_profile": "hf"},
+    "qwen3-vl": {},
+    "internvl": {},
+    "florence-2": {},
+    "paligemma": {},
+    "odvg": {},
+}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +67,7 @@ def test_convert_and_validate(native, tmp_path, dataset, writer):
         writer=writer,
         reader=reader,
         reader_options=reader_options,
+        writer_options=WRITERS[writer],
         format="jsonl",
     )
     result = convert(job, RunOptions(progress=False))
@@ -65,4 +80,4 @@ def test_convert_and_validate(native, tmp_path, dataset, writer):
     assert report.ok, report.messages
     assert report.records == tally.total_records()
     assert report.boxes_checked > 0
-    assert report.worst_steps <= 1.0
+    assert report.worst_steps <= 1.0 + 1e-9  # validate's bound: a far-edge clamp (Qwen2.5-VL W'-1) is exactly one step

@@ -16,6 +16,7 @@ from ..engine.checks import ENGINES
 from ..option_types import (
     MAX_REJECTS,
     NUM_WORKERS,
+    PIXELS,
     SHARD_BYTES,
     SHARD_RECORDS,
     TURNS,
@@ -114,6 +115,26 @@ def convert_command(
     size_mismatch: Annotated[
         str, Opt(help="With --image-root, an image whose real size differs: reject, rescale (the boxes) or trust.")
     ] = D.size_mismatch,
+    layout: Annotated[
+        str | None, Opt(help="Conversation writers: native, llamafactory (+ dataset_info.json) or ms-swift records.")
+    ] = None,
+    resize_profile: Annotated[
+        str | None,
+        Opt(help="qwen2.5-vl: trainer resize defaults: hf, qwen-finetune, qwen-sft-script, ms-swift, llamafactory."),
+    ] = None,
+    min_pixels: Annotated[
+        int | None, checked(PIXELS, help="qwen2.5-vl: smart_resize min_pixels (with --max-pixels).", metavar="N")
+    ] = None,
+    max_pixels: Annotated[
+        int | None, checked(PIXELS, help="qwen2.5-vl: smart_resize max_pixels (with --min-pixels).", metavar="N")
+    ] = None,
+    factor: Annotated[
+        int | None, checked(PIXELS, help="qwen2.5-vl: smart_resize factor (default 28).", metavar="N")
+    ] = None,
+    box_format: Annotated[str | None, Opt(help="qwen2.5-vl / qwen3-vl: json (default) or tokens.")] = None,
+    max_coord: Annotated[str | None, Opt(help="qwen3-vl: 1000 (default) or 999.")] = None,
+    odvg_dialect: Annotated[str | None, Opt(help="odvg: mmdet (default) or open-groundingdino.")] = None,
+    label_map: Annotated[str | None, Opt(help='odvg detection: label map JSON {"0": "name", ...}.')] = None,
     reader_option: ReaderOption = None,
     writer_option: Annotated[
         list[str] | None, Opt("--writer-option", "-W", help="Any writer option KEY=VALUE.")
@@ -158,6 +179,15 @@ def convert_command(
             progress=not quiet,
             turns=turns,
             size_mismatch=size_mismatch,
+            layout=layout,
+            resize_profile=resize_profile,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            factor=factor,
+            box_format=box_format,
+            max_coord=max_coord,
+            odvg_dialect=odvg_dialect,
+            label_map=label_map,
         )
         job = conversion.job
         typer.echo(

@@ -42,7 +42,15 @@ def demo_command(
         typer.echo(f"input: {source}")
         for name in writer_names():
             target = output / name
-            job = make_job(input=source, output=str(target), writer=name, reader="flickr30k-entities", format=format)
+            options = dict(getattr(get_writer(name), "demo_options", {}))  # qwen2.5-vl needs a resize profile
+            job = make_job(
+                input=source,
+                output=str(target),
+                writer=name,
+                reader="flickr30k-entities",
+                format=format,
+                writer_options=options,
+            )
             result = convert(job, RunOptions(overwrite=overwrite, progress=False))
             t = result.tally
             report = validate(str(target), source, "flickr30k-entities", {})

@@ -146,9 +146,8 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
                 tally.count_filtered(item.split, item.reason)
                 continue
             if isinstance(item, Reject):
-                convert.flush()  # samples waiting for a batch come first in the rejects file too
                 tally.count_read(item.split)
-                reject(item)
+                convert.defer(item)  # after the rejects of the samples waiting for a batch, as in the input
                 continue
             raise TypeError(f"reader {type(reader).__name__} yielded a {type(item).__name__}")
         convert.flush()
@@ -185,11 +184,13 @@ class _Converter:
         self.tasks, self.seed, self.wanted = job.tasks, job.seed, job.reader_options.get("split")
         self.seen: set[str] = set()
         self.check_text = True  # off when the reader vouches for its strings (Reader.valid_unicode)
-        # the writer's columnar path (writers/batch.py), for Parquet output when its templates allow it
+        # the writer's columnar path (writers/batch.py), for containers that take Arrow batches
         self.batchable = None
-        if container.columnar and job.turns == 1 and writer.batch_ready(self.tasks):
+        if container.batched and not container.grouped and job.turns == 1 and writer.batch_ready(self.tasks):
             self.batchable = writer.batchable
         self.pending: list[Sample] = []
+        # rejects that arrived while samples waited for a batch: (samples before it, reject)
+        self.deferred: list[tuple[int, Reject]] = []
         # --turns N: records go through the packer, which hands finished conversations to the sinks
         self.packer = None if job.turns == 1 else Packer(writer.conversation, job.turns, self._add_packed)
         # --image-root: each image's real size against the annotated one (images.py), cached per partition
@@ -201,8 +202,7 @@ class _Converter:
     def __call__(self, sample: Sample) -> None:
         tally = self.tally
         if sample.id in self.seen:
-            self.flush()  # rejects stay in input order
-            self.reject(
+            self.defer(
                 Reject(
                     "duplicate-id",
                     f"sample id {sample.id!r} produced twice",
@@ -215,8 +215,7 @@ class _Converter:
         self.seen.add(sample.id)
         bad = unencodable_text(sample) if self.check_text else None
         if bad is not None:
-            self.flush()
-            self.reject(
+            self.defer(
                 Reject(
                     "bad-text",
                     f"sample {sample.id!r} holds text that is not valid Unicode (lone surrogate in {bad!r})",
@@ -325,18 +324,33 @@ class _Converter:
             if self.packer.packed:
                 self.tally.notes["packed-conversations"] += self.packer.packed
 
+    def defer(self, item: Reject) -> None:
+        """A reject in input order: now, or after the samples waiting for a batch (which stay one batch)."""
+        if self.pending:
+            self.deferred.append((len(self.pending), item))
+        else:
+            self.reject(item)
+
     def flush(self) -> None:
-        """Render the samples waiting for a batch, in order (refused ones one by one, for their reject)."""
-        samples = self.pending
+        """Render the samples waiting for a batch, in order (refused ones one by one, for their reject), with
+        the rejects that arrived among them in their input places."""
+        samples, deferred = self.pending, self.deferred
         if not samples:
             return
-        self.pending = []
+        self.pending, self.deferred = [], []
         result = self._render_batch(samples)
-        if isinstance(result, RenderedBatch):
+        if isinstance(result, RenderedBatch):  # no sample rejected: the waiting rejects keep their order
             self._write_batch(samples, result)
+            for _, item in deferred:
+                self.reject(item)
             return
-        refused, run = set(result), []
+        refused, run, waiting = set(result), [], deferred[::-1]
         for position, sample in enumerate(samples):
+            while waiting and waiting[-1][0] == position:
+                if run:
+                    self._render_run(run)
+                    run = []
+                self.reject(waiting.pop()[1])
             if position not in refused:
                 run.append(sample)
                 continue
@@ -346,6 +360,8 @@ class _Converter:
             self.render_one(sample)
         if run:
             self._render_run(run)
+        for _, item in reversed(waiting):
+            self.reject(item)
 
     def _render_run(self, samples: list[Sample]) -> None:
         result = self._render_batch(samples)

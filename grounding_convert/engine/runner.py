@@ -79,7 +79,7 @@ def make_job(
     reader_name = reader or detect_reader(localize_input(input))
     writer_cls = get_writer(writer)
     get_reader(reader_name)
-    chosen = tuple(tasks) if tasks else tuple(writer_cls.tasks)
+    chosen = tuple(tasks) if tasks else tuple(getattr(writer_cls, "default_tasks", None) or writer_cls.tasks)
     check_tasks(writer_cls, chosen)
     fmt = kwargs.get("format", "parquet")
     kwargs = checked_job_options(kwargs)
@@ -90,6 +90,8 @@ def make_job(
         get_reader(reader_name).Options, kwargs.get("reader_options") or {}, f"reader {reader_name!r}"
     )
     kwargs["writer_options"] = _typed(writer_cls.Options, kwargs.get("writer_options") or {}, f"writer {writer!r}")
+    if kwargs.get("turns", 1) > 1 and kwargs["writer_options"].get("layout", "native") != "native":
+        raise UsageError("--turns packs the native conversation layout; leave it out with --layout")
     if fmt == "tsv" and kwargs["writer_options"].get("image_prefix"):
         raise UsageError("--image-prefix does not apply to --format tsv (its image column holds the image bytes)")
     return Job(input=input, reader=reader_name, writer=writer, output=output, tasks=chosen, **kwargs)

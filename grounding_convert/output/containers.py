@@ -24,10 +24,12 @@ from collections import OrderedDict
 from typing import Any, ClassVar
 
 import orjson
+import pyarrow as pa
 
 from ..errors import RecordError, UsageError
 from ..images import read_image
 from ..schema import Sample
+from .arrow_json import json_records
 
 #: containers every writer can fill; others (``tsv``) only the writers that list them in ``Writer.formats``
 UNIVERSAL = ("parquet", "jsonl", "json")
@@ -43,9 +45,15 @@ class Container:
     start: ClassVar[bytes] = b""
     between: ClassVar[bytes] = b""
     end: ClassVar[bytes] = b""
+    #: takes a writer's columnar batches (writers/batch.py) without a dict per record
+    batched: ClassVar[bool] = False
 
     def encode(self, record: dict[str, Any]) -> bytes:
         raise NotImplementedError
+
+    def encode_batch(self, batch: pa.RecordBatch) -> pa.Array | None:
+        """:meth:`encode` of every row as one string array (None: encode the rows one by one)."""
+        return None
 
     def group(self, record: dict[str, Any]) -> str:
         """The file set of ``record`` within its split ("" = one set per split)."""
@@ -57,14 +65,18 @@ class Container:
 
 class Parquet(Container):
     name = extension = "parquet"
-    columnar = True
+    columnar = batched = True
 
 
 class Jsonl(Container):
     name = extension = "jsonl"
+    batched = True
 
     def encode(self, record: dict[str, Any]) -> bytes:
         return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+    def encode_batch(self, batch: pa.RecordBatch) -> pa.Array | None:
+        return json_records(batch, "\n")
 
 
 class JsonArray(Container):
@@ -72,9 +84,13 @@ class JsonArray(Container):
 
     name = extension = "json"
     start, between, end = b"[\n", b",\n", b"\n]\n"
+    batched = True
 
     def encode(self, record: dict[str, Any]) -> bytes:
         return orjson.dumps(record)
+
+    def encode_batch(self, batch: pa.RecordBatch) -> pa.Array | None:
+        return json_records(batch, "")
 
 
 # OFA's TSV layouts, by task.  OFA-Sys/OFA data/file_dataset.py L104 reads a row as

@@ -36,6 +36,16 @@ def load_state(store: Store) -> tuple[dict[str, Any], dict[str, Any]]:
     return store.read_json(JOB_FILE), store.read_json(PLAN_FILE)
 
 
+def companion_files(job: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, bytes]:
+    """Files a writer or layout puts beside the shards (InternVL's meta JSON, LLaMA-Factory's
+    ``dataset_info.json``, ODVG's ``label_map.json``), named by the writer, written before the manifest."""
+    from ..plugins import get_writer
+
+    writer = get_writer(job["writer"]).from_mapping(dict(job.get("writer_options", {})))
+    hook = getattr(writer, "companion_files", None)
+    return dict(hook(shards, job)) if hook is not None else {}
+
+
 def finalize(store: Store) -> Finalized:
     job, plan = load_state(store)
     indices = [p["index"] for p in plan["partitions"]]
@@ -75,6 +85,8 @@ def finalize(store: Store) -> Finalized:
         "counts": {k: v for k, v in tally.to_dict().items() if k != "examples"},
         "balanced": tally.balanced,
     }
+    for name, data in companion_files(job["identity"], final_shards).items():
+        store.write_bytes_atomic(name, data)
     store.write_json_atomic(MANIFEST, manifest)
     store.write_bytes_atomic("README.md", render_card(job, tally, final_shards).encode())
     return Finalized(tally=tally, shards=final_shards, job=job)

@@ -1,35 +1,43 @@
-"""Rendering many samples at once, column by column, for writers whose records are plain string templates.
+"""The columnar renderer of a :class:`~grounding_convert.writers.convention.Convention`: many samples at once.
 
-The per-record path (:meth:`Writer.render`) builds a few Python dicts per record and pyarrow then takes
-them apart again; at GRIT scale (six records per row) that is most of a run.  Here a writer's records for
-a list of samples are built as Arrow columns: box coordinates are quantized in numpy with the same IEEE
-operations, tokens and prompts are joined by Arrow string kernels, templates are drawn with the same
-splitmix64 as :class:`~grounding_convert.writers.base.RecordRandom` (in wrapping uint64 arithmetic).
+The per-record path (:meth:`Writer.render_tasks`) builds a few Python dicts per record and the sink then
+takes them apart again; at GRIT scale (six records per row) that is most of a run.  Here the records of a
+list of samples are built as Arrow columns from the same convention: boxes are quantized in numpy with the
+same IEEE operations (``Quantizer.encode_many``), values, boxes and prompts are joined by Arrow string
+kernels, templates are drawn with the same splitmix64 as :class:`~grounding_convert.writers.base.RecordRandom`
+(in wrapping uint64 arithmetic).  Only the caption tagging and the phrase normalization run per item in
+Python, with the reference functions themselves.
 
-It is an accelerator, never a second definition: a writer offers it (``Writer.batch_ready``) only for
-samples it can prove need nothing special (``Writer.batchable``); the result must equal the per-record
-path byte for byte (``tests/writers/test_batch_render.py`` compares them on random samples,
+It is an accelerator, never a second definition: nothing here names a model; a writer offers it for
+samples it can prove need nothing special (:func:`batchable`); the result must equal the per-record path
+byte for byte (``tests/writers/test_batch_render.py`` compares them on random samples for every writer,
 ``tests/engine/test_batch_path.py`` whole conversions); and a batch holding a sample the per-record path
-would refuse (a box that quantizes to nothing, a non-finite box) is answered with those samples'
-positions, so the pipeline renders them one by one and they get that path's reject and reason.
+would refuse (a box that quantizes to nothing, a non-finite box, a phrase empty after normalization) is
+answered with those samples' positions, so the pipeline renders them one by one and they get that path's
+reject and reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from string import Formatter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zlib import crc32
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..boxes import BoxError
 from ..schema import Sample
-from .base import SUFFIX_MULTIPLIER, sample_state
+from .base import SUFFIX_MULTIPLIER, image_id, ordered_spans, sample_state
+from .convention import NORMALIZERS, Columns, Conversation, Field, around, fill, tag_caption
 
-_SENTINEL = "\x00\x01placeholder\x01\x00"
+if TYPE_CHECKING:
+    from .base import Writer
+
+COLUMNAR_TASKS = ("rec", "reg", "grounded-caption")
 
 
 @dataclass
@@ -110,27 +118,390 @@ class FlatSamples:
         )
 
 
-def quantized_or_refused(flat: FlatSamples, quantizer: Any, spelled: np.ndarray) -> np.ndarray | list[int]:
-    """``Quantizer.encode_box`` of every box, or the positions of the samples the per-record path refuses.
+# --- what the columnar path can render -------------------------------------------------------------
 
-    A spelled box (``spelled``: per region) is refused there when it is not finite, when ``v / size *
-    scale`` overflows, or when it quantizes to an empty box; the caller renders those samples one by one
-    so they get that path's reject and message.
-    """
-    assert quantizer.rounding == "floor", "only truncating quantizers have a columnar twin so far"
-    box_sample = flat.box_sample
-    finite = np.isfinite(flat.boxes).all(axis=1)
-    boxes = np.where(finite[:, None], flat.boxes, 0.0)
-    widths, heights = flat.widths[box_sample], flat.heights[box_sample]
-    sizes = np.stack([widths, heights, widths, heights], axis=1).astype(np.float64)
-    with np.errstate(over="ignore"):
-        scaled = boxes / sizes * quantizer.scale
-    q = np.clip(np.trunc(np.where(np.isfinite(scaled), scaled, 0.0)), 0, quantizer.max_index).astype(np.int64)
-    bad = ~finite | ~np.isfinite(scaled).all(axis=1) | (q[:, 2] <= q[:, 0]) | (q[:, 3] <= q[:, 1])
-    bad &= np.repeat(spelled, np.diff(flat.region_boxes))
+
+def template_pairs(writer: Writer, task: str) -> list[tuple[str, str]] | None:
+    """Each phrasing of ``task`` as (text before, text after) its one placeholder; None if one is unusual."""
+    name = writer.convention.placeholder(task)
+    pairs = [around(pieces, name) for pieces in writer.template_pool(task)]
+    return None if any(p is None for p in pairs) else pairs
+
+
+def ready(writer: Writer, tasks: Sequence[str]) -> bool:
+    """Whether every requested task's phrasings have the plain shape the columnar path fills in."""
+    if any(t not in COLUMNAR_TASKS and t != "pointing" for t in tasks):  # pointing: QA samples are not batchable
+        return False  # detection: rendered per record
+    return all(template_pairs(writer, t) is not None for t in tasks if t in COLUMNAR_TASKS)
+
+
+def batchable(writer: Writer, sample: Sample) -> bool:
+    """Plain grounded samples of a usable integer size, with text of the expected types holding none of the
+    model's markup; QA samples (pointing) and anything odd take the per-record path (which rejects)."""
+    convention = writer.convention
+    image = sample.image
+    w, h = image.width, image.height
+    if type(w) is not int or type(h) is not int or w <= 0 or h <= 0:
+        return False
+    text, file = sample.text, image.file
+    if type(text) is not str or type(file) is not str:
+        return False
+    markup, phrase_markup = writer._markup, writer._phrase_markup
+    if phrase_markup is not None and phrase_markup.search(text):
+        return False
+    layout = convention.layout
+    if isinstance(layout, Conversation) and "{image}" in layout.head:
+        path = writer.image_path(sample)
+        if markup is not None and markup.search(path):
+            return False
+        limit = convention.max_image_bytes
+        if limit is not None and len(path) * 4 > limit and len(path.encode("utf-8")) > limit:
+            return False
+    for region in sample.regions:
+        phrase = region.phrase
+        if region.role is not None or type(phrase) is not str:
+            return False
+        if phrase_markup is not None and phrase_markup.search(phrase):
+            return False
+        if convention.require_text and not phrase:
+            return False
+    return True
+
+
+# --- the renderer ----------------------------------------------------------------------------------------
+
+
+def render(writer: Writer, samples: Sequence[Sample], tasks: Sequence[str], seed: int) -> RenderedBatch | list[int]:
+    """Records of :func:`batchable` samples as one record batch, in :meth:`Writer.render_tasks` order; or the
+    positions of the samples the per-record path refuses."""
+    convention = writer.convention
+    wanted = [t for t in tasks if t in COLUMNAR_TASKS]
+    flat = FlatSamples.collect(samples, seed)
+    regional = "rec" in wanted or "reg" in wanted
+    captioned = [ordered_spans(s) for s in samples] if "grounded-caption" in wanted else [[] for _ in samples]
+    refused: set[int] = set()
+    phrases = pa.array(flat.phrases, pa.string())
+    if regional and convention.normalize != "none":
+        phrases = normalized(convention.normalize, phrases)
+    if regional and convention.require_text and len(phrases):
+        empty = np.asarray(pc.equal(pc.binary_length(phrases), 0).to_numpy(zero_copy_only=False))
+        refused.update(int(s) for s in np.unique(flat.region_sample[empty]))
+    if regional:
+        spelled = np.ones(len(flat.phrases), dtype=bool)
+    else:
+        spelled = np.zeros(len(flat.phrases), dtype=bool)
+        for where, regions in zip(flat.region_of, captioned, strict=True):
+            spelled[[where[id(r)] for r in regions]] = True
+    tokens, box_tokens = spell_regions(writer, flat, spelled, refused)
+    sized = size_columns(writer, flat, refused)
+    for s, regions in enumerate(captioned):
+        text = samples[s].text
+        if any(not (0 <= r.span[0] < r.span[1] <= len(text)) for r in regions):
+            refused.add(s)  # bad-span, on the per-record path
+    if refused:
+        return sorted(refused)
+    common = {
+        "sample_id": pa.array([s.id for s in samples], pa.string()),
+        "image": pa.array([writer.image_path(s) for s in samples], pa.string()),
+        "width": pa.array(flat.widths, pa.int64()),
+        "height": pa.array(flat.heights, pa.int64()),
+    }
+    if writer.uses("image_id"):
+        common["image_id"] = pa.array([image_id(s) for s in samples], pa.string())
+    common.update(sized)
+    blocks = Blocks(samples)
+    for task in wanted:
+        if task == "grounded-caption":
+            counts, columns = caption_block(writer, flat, captioned, common, tokens, box_tokens)
+        else:
+            counts, columns = region_block(writer, task, flat, common, tokens, box_tokens, phrases)
+        columns["task"] = pa.array([task] * len(columns["sample_id"]), pa.string())
+        blocks.add(task, counts, columns)
+    columns, per_sample = blocks.assemble()
+    if not columns:
+        return RenderedBatch(
+            pa.RecordBatch.from_pylist([], schema=writer.schema()), per_sample, flat.boxes, flat.box_sample
+        )
+    arrays = [columns[name] for name in ("id", "sample_id", "task", "image", "width", "height")]
+    arrays += layout_columns(writer, columns)
+    arrays += [columns[name] for name in sized]
+    records = pa.RecordBatch.from_arrays(arrays, schema=writer.schema())
+    return RenderedBatch(records, per_sample, flat.boxes, flat.box_sample)
+
+
+def size_columns(writer: Writer, flat: FlatSamples, refused: set[int]) -> dict[str, pa.Array]:
+    """The grid's size columns per sample (Qwen2.5-VL's resized size); a size it refuses refuses the sample."""
+    grid = writer.convention.grid
+    if not grid.columns:
+        return {}
+    known: dict[tuple[int, int], tuple[tuple[str, int], ...] | None] = {}
+    rows = []
+    recorded = set(flat.region_sample.tolist())  # a sample without grounded regions has no records to refuse
+    for s, size in enumerate(zip(flat.widths.tolist(), flat.heights.tolist(), strict=True)):
+        if s not in recorded:
+            rows.append([0] * len(grid.columns))
+            continue
+        if size not in known:
+            try:
+                known[size] = grid.size_columns(*size)
+            except BoxError:
+                known[size] = None
+        if known[size] is None:
+            refused.add(s)
+            rows.append([0] * len(grid.columns))
+        else:
+            rows.append([v for _, v in known[size]])
+    table = np.array(rows, dtype=np.int64).reshape(-1, len(grid.columns))
+    return {name: pa.array(table[:, i], pa.int64()) for i, name in enumerate(grid.columns)}
+
+
+def spell_regions(
+    writer: Writer, flat: FlatSamples, spelled: np.ndarray, refused: set[int]
+) -> tuple[pa.Array, pa.Array | None]:
+    """Each region's boxes in the convention's spelling (one string per region), and each box's alone (a
+    one-box group; None under ``union_boxes``); samples whose spelled boxes the per-record path refuses (not
+    finite, empty, overflowing, collapsed) are added to ``refused``."""
+    convention = writer.convention
+    boxes, box_sample, offsets = flat.boxes, flat.box_sample, flat.region_boxes
+    finite = np.isfinite(boxes).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        good = finite & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if convention.union_boxes and len(boxes):  # one box per region: the union (only of finite boxes)
+        starts = offsets[:-1]
+        region_finite = np.logical_and.reduceat(finite, starts) if len(starts) else finite[:0]
+        safe = np.where(finite[:, None], boxes, 0.0)
+        boxes = np.concatenate(
+            [np.minimum.reduceat(safe[:, :2], starts), np.maximum.reduceat(safe[:, 2:], starts)], axis=1
+        )
+        with np.errstate(invalid="ignore"):
+            good = region_finite & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        box_sample = flat.region_sample
+        offsets = np.arange(len(starts) + 1, dtype=np.int32)
+        box_spelled = spelled
+    else:
+        box_spelled = np.repeat(spelled, np.diff(offsets))
+    grid = convention.grid
+    safe = np.where(np.isfinite(boxes), boxes, 0.0)
+    q, ok = grid.encode_many(safe, flat.widths[box_sample], flat.heights[box_sample])
+    bad = (~good | ~ok | grid.collapsed(q)) & box_spelled
     if bad.any():
-        return sorted({int(s) for s in box_sample[bad]})
-    return q
+        refused.update(int(s) for s in np.unique(box_sample[bad]))
+        return pa.nulls(len(spelled), pa.string()), None
+    spelling = convention.spelling
+    values = [as_strings(q[:, i]) for i in range(q.shape[1])]
+    if spelling.pad:
+        values = [pc.utf8_lpad(v, width=spelling.pad, padding="0") for v in values]
+    one = join(*[piece if isinstance(piece, str) else values[piece] for piece in spelling.box])
+    alone = None if convention.union_boxes else one
+    if len(one) != len(spelled):  # several boxes in some region
+        one = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), one), spelling.joiner)
+    if spelling.group != ("", ""):
+        one = join(spelling.group[0], one, spelling.group[1])
+        alone = join(spelling.group[0], alone, spelling.group[1]) if alone is not None else None
+    return one, alone
+
+
+def objects_column(
+    writer: Writer, labels: list[str], tokens: pa.Array, box_tokens: pa.Array, offsets: np.ndarray
+) -> pa.Array:
+    """``{objects}`` of each region under its label: ``Writer.objects`` as columns."""
+    listing = writer.convention.listing
+    if listing.json_labels:
+        labels = [orjson.dumps(label).decode() for label in labels]
+    label = pa.array(labels, pa.string())
+    item = listing.compiled()
+    if listing.per_box:
+        owner = pa.array(np.repeat(np.arange(len(labels)), np.diff(offsets)))
+        items = fill_columns(item, {"label": label.take(owner), "boxes": box_tokens}, len(box_tokens))
+        items = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items), listing.joiner)
+    else:
+        items = fill_columns(item, {"label": label, "boxes": tokens}, len(labels))
+    return join(listing.group[0], items, listing.group[1]) if listing.group != ("", "") else items
+
+
+def region_block(
+    writer: Writer,
+    task: str,
+    flat: FlatSamples,
+    common: dict[str, pa.Array],
+    tokens: pa.Array,
+    box_tokens: pa.Array | None,
+    phrase: pa.Array,
+) -> tuple[list[int], dict[str, pa.Array]]:
+    """REC or REG records, one per grounded region: ``Writer.region_values`` as columns."""
+    take = pa.array(flat.region_sample)
+    columns = {name: column.take(take) for name, column in common.items()}
+    numbers = pa.array([str(i) for i in flat.region_index], pa.string())
+    columns["id"] = join(columns["sample_id"], f"/{task}/", numbers)
+    crcs = suffix_crcs(task, flat.region_index)
+    before, after = draw_pairs(template_pairs(writer, task), flat.states[flat.region_sample], crcs)
+    slots = {"phrase": phrase, "boxes": tokens}
+    if writer.convention.listing is not None:
+        slots["objects"] = objects_column(writer, phrase.to_pylist(), tokens, box_tokens, flat.region_boxes)
+    columns["prompt"] = join(before, slots[{"rec": "phrase", "reg": "boxes"}[task]], after)
+    columns["answer"] = fill_columns(writer.convention.answer(task), slots, len(phrase))
+    columns["text"] = pa.array(flat.phrases, pa.string())
+    if writer.uses("region_coord"):
+        columns["region_coord"] = region_coords(flat)
+    counts = np.bincount(flat.region_sample, minlength=len(flat.samples)).tolist()
+    return counts, columns
+
+
+def caption_block(
+    writer: Writer,
+    flat: FlatSamples,
+    captioned: list[list[Any]],
+    common: dict[str, pa.Array],
+    tokens: pa.Array,
+    box_tokens: pa.Array | None,
+) -> tuple[list[int], dict[str, pa.Array]]:
+    """One grounded caption per sample that has a span to tag: ``Writer.caption_values`` as columns."""
+    task = "grounded-caption"
+    convention = writer.convention
+    rows = [s for s, regions in enumerate(captioned) if regions]
+    take = pa.array(rows, pa.int64())
+    columns = {name: column.take(take) for name, column in common.items()}
+    columns["id"] = join(columns["sample_id"], f"/{task}")
+    states = flat.states[np.array(rows, dtype=np.int64)]
+    before, after = draw_pairs(template_pairs(writer, task), states, suffix_crcs(task, None))
+    spelled = tokens.to_pylist()
+    texts = pa.array([flat.samples[s].text for s in rows], pa.string())
+    captions = []
+    for s in rows:
+        where = flat.region_of[s]
+        captions.append(
+            tag_caption(
+                flat.samples[s].text, convention.tagging, [(r.span, spelled[where[id(r)]]) for r in captioned[s]]
+            )
+        )
+    caption = pa.array(captions, pa.string())
+    if convention.normalize_caption:
+        caption = normalized(convention.normalize, caption)
+    values = {"caption": caption}
+    slots = {"caption": texts}
+    if convention.listing is not None:
+        values["objects"], slots["phrases"] = listed_captions(writer, flat, rows, captioned, spelled, box_tokens)
+    name = convention.placeholder(task)
+    columns["prompt"] = join(before, slots[name], after) if name else before
+    columns["answer"] = fill_columns(convention.answer(task), values, len(caption))
+    columns["text"] = texts
+    if writer.uses("region_coord"):
+        columns["region_coord"] = pa.array([""] * len(rows), pa.string())
+    return [1 if regions else 0 for regions in captioned], columns
+
+
+def listed_captions(
+    writer: Writer,
+    flat: FlatSamples,
+    rows: list[int],
+    captioned: list[list[Any]],
+    spelled: list[str],
+    box_tokens: pa.Array | None,
+) -> tuple[pa.Array, pa.Array]:
+    """``{objects}`` of each caption's tagged spans and its ``{phrases}`` (``Writer.caption_values``), per item in
+    Python with the reference ``fill``, as the caption tagging."""
+    listing = writer.convention.listing
+    item = listing.compiled()
+    alone = box_tokens.to_pylist() if listing.per_box else None
+    offsets = flat.region_boxes
+    objects, names = [], []
+    for s in rows:
+        text, where = flat.samples[s].text, flat.region_of[s]
+        labels, items = [], []
+        for region in captioned[s]:
+            label = text[region.span[0] : region.span[1]]
+            labels.append(label)
+            shown = orjson.dumps(label).decode() if listing.json_labels else label
+            k = where[id(region)]
+            groups = alone[offsets[k] : offsets[k + 1]] if alone is not None else [spelled[k]]
+            items += [fill(item, {"label": shown, "boxes": g}) for g in groups]
+        objects.append(listing.group[0] + listing.joiner.join(items) + listing.group[1])
+        names.append(listing.joiner.join(dict.fromkeys(labels)))
+    return pa.array(objects, pa.string()), pa.array(names, pa.string())
+
+
+def layout_columns(writer: Writer, columns: dict[str, pa.Array]) -> list[pa.Array]:
+    """The model's own columns, from the record values, as the convention's layout says."""
+    layout = writer.convention.layout
+    if isinstance(layout, Conversation):
+        user = columns["prompt"]
+        if layout.head:
+            head = layout.head
+            if "{image}" in head:
+                before, _, after = head.partition("{image}")
+                user = join(before, columns["image"], after, user)
+            else:
+                user = join(head, user)
+        turn_type = writer.schema().field("conversations").type.value_type
+        return [two_turns(user, columns["answer"], turn_type, layout.roles)]
+    assert isinstance(layout, Columns)
+    values = {**columns, "id": columns["id"]}
+    out = []
+    for _, parts in layout.columns:
+        out.append(values[parts[0]] if len(parts) == 1 else join(*[values[p] for p in parts]))
+    return out
+
+
+def fill_columns(pieces: Sequence[Any], values: dict[str, pa.Array], size: int) -> pa.Array:
+    """A compiled answer template filled with columns (its fields are always plain)."""
+    parts = [values[p.name] if isinstance(p, Field) else p for p in pieces]
+    if len(parts) == 1 and not isinstance(parts[0], str):
+        return parts[0]
+    if not any(not isinstance(p, str) for p in parts):
+        return pa.array(["".join(parts)] * size, pa.string())
+    return join(*parts)
+
+
+# --- text and numbers as columns (each equal to its Python reference, tested on random values) --------------
+
+_ASCII_SPACE = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # what str.strip() and re's \s take out of ASCII text
+
+
+def normalized(kind: str, texts: pa.Array) -> pa.Array:
+    """``convention.NORMALIZERS[kind]`` of every string: Arrow kernels on ASCII rows (where they agree with
+    Python's ``lower``/``strip``/``\\s``), the Python reference on the others."""
+    if kind == "none" or not len(texts):
+        return texts
+    if kind == "strip":
+        out = pc.utf8_trim(texts, characters=_ASCII_SPACE)
+    else:  # pre_caption, step by step as convention.pre_caption
+        out = pc.utf8_ltrim(pc.utf8_lower(texts), characters=",.!?*#:;~")
+        for old, new in (("-", " "), ("/", " "), ("<person>", "person")):
+            out = pc.replace_substring(out, old, new)
+        out = pc.replace_substring_regex(out, r"[\t\n\x0b\x0c\r\x1c-\x1f ]{2,}", " ")
+        out = pc.utf8_trim(pc.utf8_rtrim(out, characters="\n"), characters=" ")
+    other = pc.invert(pc.string_is_ascii(texts))
+    if pc.any(other).as_py():
+        reference = NORMALIZERS[kind]
+        out = pc.replace_with_mask(out, other, pa.array([reference(t) for t in texts.filter(other).to_pylist()]))
+    return out
+
+
+def two_decimals(values: np.ndarray) -> pa.Array:
+    """``f"{v:.2f}"`` of each value: ``rint(v * 100)`` where the product is clearly off a .5 tie (its float
+    error is far below the margin), Python's own formatting for ties, negatives, huge and odd values."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = values * 100
+        cents = np.rint(np.where(np.isfinite(scaled), scaled, 0.0))
+        sure = ~np.signbit(values) & (values < 1e6) & (np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6)
+    cents = np.where(sure, cents, 0.0).astype(np.int64)
+    units = as_strings(cents // 100)
+    text = join(units, ".", pc.utf8_lpad(as_strings(cents % 100), width=2, padding="0"))
+    if not sure.all():
+        unsure = ~sure
+        text = pc.replace_with_mask(text, pa.array(unsure), pa.array([f"{v:.2f}" for v in values[unsure]]))
+    return text
+
+
+def region_coords(flat: FlatSamples) -> pa.Array:
+    """``base.region_coord`` of every grounded region: its boxes' union, two decimals, comma separated."""
+    boxes, starts = flat.boxes, flat.region_boxes[:-1]
+    if not len(starts):
+        return pa.array([], pa.string())
+    low = np.minimum.reduceat(boxes[:, :2], starts)
+    high = np.maximum.reduceat(boxes[:, 2:], starts)
+    corners = [low[:, 0], low[:, 1], high[:, 0], high[:, 1]]
+    return join(*[piece for c in corners for piece in (two_decimals(c), ",")][:-1])
 
 
 def first_draws(states: np.ndarray, suffix_crcs: np.ndarray, n: int) -> np.ndarray:
@@ -160,52 +531,25 @@ def suffix_crcs(task: str, indexes: Sequence[int] | None) -> np.ndarray:
     return table[np.asarray(indexes, dtype=np.int64)]
 
 
-def split_template(template: str, placeholder: str | None) -> tuple[str, str] | None:
-    """``template`` around its one plain ``{placeholder}`` after ``str.format`` (so ``{{`` is already ``{``).
-
-    None when the template is anything else (two placeholders, a conversion like ``!r``, a format spec,
-    another field, a syntax error): the writer then renders every record the per-record way.
-    """
-    try:
-        fields = [
-            (name, spec, conversion) for _, name, spec, conversion in Formatter().parse(template) if name is not None
-        ]
-    except ValueError:
-        return None
-    if fields != ([] if placeholder is None else [(placeholder, "", None)]):
-        return None
-    filled = template.format_map({placeholder: _SENTINEL} if placeholder else {})
-    before, _, after = filled.partition(_SENTINEL) if placeholder else (filled, "", "")
-    return before, after
-
-
 def as_strings(values: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(values), pa.string())
-
-
-def per_region(values: pa.Array, flat: FlatSamples) -> pa.Array:
-    """A per-box string array joined into one string per region (most regions have one box)."""
-    if len(values) == len(flat.phrases):
-        return values
-    return pc.binary_join(pa.ListArray.from_arrays(pa.array(flat.region_boxes), values), "")
 
 
 def draw_pairs(pairs: list[tuple[str, str]], states: np.ndarray, crcs: np.ndarray) -> tuple[pa.Array, pa.Array]:
     """Each record's template, as the text before and after its placeholder."""
     chosen = pa.array(first_draws(states, crcs, len(pairs)))
-    return pa.array([p[0] for p in pairs], pa.string()).take(chosen), pa.array([p[1] for p in pairs], pa.string()).take(
-        chosen
-    )
+    before = pa.array([p[0] for p in pairs], pa.string()).take(chosen)
+    return before, pa.array([p[1] for p in pairs], pa.string()).take(chosen)
 
 
-def two_turns(user: pa.Array, reply: pa.Array, turn_type: pa.StructType) -> pa.Array:
+def two_turns(user: pa.Array, reply: pa.Array, turn_type: pa.StructType, roles: tuple[str, str]) -> pa.Array:
     """``[{speaker: user}, {speaker: reply}]`` per record, as a list<struct<speaker, text>> column."""
     total = len(user)
     values = pa.concat_arrays([user, reply]).take(
         pa.array(np.stack([np.arange(total), np.arange(total) + total], 1).reshape(-1))
     )
     speaker_field, text_field = list(turn_type)
-    speakers = pa.array(["user", "assistant"], pa.string()).take(pa.array(np.tile([0, 1], total)))
+    speakers = pa.array(list(roles), pa.string()).take(pa.array(np.tile([0, 1], total)))
     turns = pa.StructArray.from_arrays([speakers, values], fields=[speaker_field, text_field])
     return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * total + 1, 2, dtype=np.int32)), turns)
 

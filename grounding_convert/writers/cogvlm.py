@@ -1,12 +1,25 @@
-"""CogVLM grounding models (THUDM/CogVLM): ``[[x1,y1,x2,y2]]`` per-mille boxes in plain text.
+"""CogVLM grounding models: ``[[x1,y1,x2,y2]]`` per-mille boxes in plain text (CONFORMANCE.md §4).
 
-What the CogVLM repository says (see the comments at each formula):
+What upstream says (see the comments at each formula):
 
 * boxes are plain text, no special tokens: ``[[x1,y1,x2,y2]]``, corners in xyxy order, each value the
-  coordinate as a fraction of the image side times 1000, zero-padded to three digits, ``000``–``999``;
+  coordinate as a fraction of the image side times 1000, zero-padded to three digits, ``000``–``999``
+  (THUDM/CogVLM README.md L586–591);
 * several boxes for one phrase go in one pair of brackets separated by ``;``: ``[[a,b,c,d;e,f,g,h]]``;
-* the fine-tuning label file is ``{"conversations": [{"role": "user", "content": …},
-  {"role": "assistant", "content": …}]}`` next to the image; our record adds ``id``/``image`` columns.
+* the live fine-tune loader (THUDM/CogVLM2 ``finetune_demo/peft_lora.py`` L46, L73, L84–85) reads
+  ``{"conversations": [{"role": "user", "content": …}, {"role": "assistant", "content": …}]}``, one file
+  per image under ``labels_en/``; our record is one such round plus ``id``/``image`` columns (regrouping
+  per image is an export layout, not the writer's job).
+
+Decided doubts (CONFORMANCE.md ⚠️):
+
+* C2 grounded captions put no space between a phrase and its ``[[``: shikra's ``phrase<boxes>``
+  (``mllm/dataset/single_image_dataset/flickr.py`` L50, CogVLM's grounding data per CogVLM#25) filled by
+  CogCoM ``boxes2txt`` → ``get_text_by_box(..., sep="")`` (``cogcom/utils/instr_dataset.py`` L54–55).
+  CogVLM's own formatter is unreleased; its parser accepts both.
+* C4 far edges stay continuous (our canonical boxes); shikra's inclusive ``xmax - 1`` would move them in
+  by one more pixel for Flickr30K only.
+* C5 ``"What is in the region {boxes}?"`` is FORMATS.md's phrasing, not CogVLM's (the YAML says so).
 
 Pointing (Visual7W) has no published CogVLM prompt: the user turn is the question plus the candidate
 boxes in a random (seeded) order, and the answer is the chosen box.
@@ -18,23 +31,37 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import pyarrow as pa
-
 from .. import boxes as B
 from ..errors import RecordError
-from ..schema import Box, Region, Sample
-from .base import ConversationLayout, Decoded, RecordRandom, Writer, conversation_turns, ordered_spans, record_size
+from ..schema import Box, Sample
+from .base import ConversationOptions, Decoded, RecordRandom, Writer, conversation_turns, record_size
+from .convention import Convention, Conversation, Spelling, Tagging
 
-# Encoding: THUDM/CogVLM README.md "Format of coordination" (relative coordinate x 1000, zero-padded to
-# three digits, xyxy).  CogVLM itself ships only the decoder; the encoder of the same group is THUDM/CogCoM
-# cogcom/utils/grounding_parser.py refine_box / get_text_by_box (CogCoM is trained on CogVLM): it takes
-# math.floor(v / size * 1000) — truncation, as FORMATS.md's example 812.5 -> 812 and 468.75 -> 468 —
-# clamps the result to 999, and writes f"{q:03d}".  (refine_box also first clamps pixels to size - 1, so
-# a box touching the right/bottom border gets floor((size-1)/size*1000) there where we write 999: at most
-# one step apart.)  THUDM/CogVLM issue #165 (maintainer): values run from 000 to 999.
+# Encoding: THUDM/CogVLM README.md L588-591 (relative coordinate x 1000, zero-padded to three digits, xyxy).
+# CogVLM ships only a decoder; the one released encoder is THUDM/CogCoM cogcom/utils/grounding_parser.py
+# refine_box L23-28, labelled "# using CogVLM transformation" (cogcom/utils/com_dataset.py L233):
+#   box = [min(box[0], new_width-1), ...]           pixels clamped to size - 1 first   (pre_clamp)
+#   box = [box[0]/new_width, ...]; math.floor(x*1000)   truncation, v / size * 1000
+#   if any value >= 1000: min(b, 999)                 (max_index)
+# so a box touching the right/bottom border gets floor((size-1)/size*1000): 996 on a 333-px side, 998 on
+# 500 or 640 px; the gap to the border is one pixel.  Zero padding: grounding_parser.py L32 f"{box[0]:03d}".
+# THUDM/CogVLM#165 (maintainer): values run from 000 to 999.
 # Decoding: THUDM/CogVLM utils/utils/grounding_parser.py boxstr_to_boxes reads int(v) / 1000 * size; our
 # Quantizer returns the centre of the truncated cell instead, half a step closer on average.
-QUANTIZER = B.Quantizer(scale=1000, rounding="floor", max_index=999)
+QUANTIZER = B.Quantizer(scale=1000, rounding="floor", max_index=999, pre_clamp=True)
+
+COGVLM = Convention(
+    grid=QUANTIZER,
+    # CogCoM grounding_parser.py L32 f"{box[0]:03d},…" and L34 "{}[[{}]]".format(sep, ";".join(strs));
+    # CogVLM#25 (maintainer): "[[coord_1;coord_2]]".  CogCoM shuffles the boxes; we keep the region's order.
+    spelling=Spelling(box=(0, ",", 1, ",", 2, ",", 3), pad=3, joiner=";", group=("[[", "]]")),
+    tagging=Tagging(),  # C2: "the red car[[156,104,468,812]]" (shikra phrase<boxes> + boxes2txt sep="")
+    # CogVLM2 finetune_demo/peft_lora.py L84-85: label_data["conversations"][round * 2]["content"]
+    layout=Conversation(keys=("role", "content")),
+    placeholders=(("rec", "phrase"), ("reg", "boxes")),
+    answers=(("rec", "{boxes}"), ("reg", "{phrase}"), ("grounded-caption", "{caption}")),
+    reserved=("[[", "]]"),
+)
 
 GROUP = re.compile(r"\[\[([^\[\]]*)\]\]")
 BOX = re.compile(r"\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*")
@@ -49,50 +76,25 @@ class CogVlmWriter(Writer):
     description = "CogVLM grounding: [[x1,y1,x2,y2]] per-mille boxes (000-999) in user/assistant conversations"
     tasks = ("rec", "reg", "grounded-caption", "pointing")
     template_name = "cogvlm"
-    conversation = ConversationLayout("role", "content")  # the image goes to the model apart from the text
+    convention = COGVLM
+    Options = ConversationOptions  # --layout llamafactory|ms-swift
+    pointing_placeholders = ("question", "boxes")
 
-    def model_fields(self) -> list[tuple[str, pa.DataType]]:
-        turn = pa.struct([("role", pa.string()), ("content", pa.string())])
-        return [("conversations", pa.list_(turn))]
-
-    def tolerance(self, width: int, height: int) -> tuple[float, float]:
-        return QUANTIZER.step(width, height)
-
-    # --- rendering -----------------------------------------------------------------------------------
-
-    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        phrase = _plain(region.phrase, sample)
-        prompt = self.choose_template("rec", rng).replace("{phrase}", phrase)
-        return _conversation(prompt, spell(region.boxes, sample.image.width, sample.image.height))
-
-    def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        phrase = _plain(region.phrase, sample)
-        boxes = spell(region.boxes, sample.image.width, sample.image.height)
-        return _conversation(self.choose_template("reg", rng).replace("{boxes}", boxes), phrase)
-
-    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
-        text = _plain(sample.text, sample)
-        pieces, start = [], 0
-        for region in ordered_spans(sample):
-            end = region.span[1]
-            pieces += [text[start:end], " ", spell(region.boxes, sample.image.width, sample.image.height)]
-            start = end
-        pieces.append(text[start:])
-        return _conversation(self.choose_template("grounded-caption", rng), "".join(pieces))
-
-    def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
-        question = _plain(sample.text, sample)
-        w, h = sample.image.width, sample.image.height
+    def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, str]:
+        """The question and the candidate boxes in a seeded order (the answer is not always first) → its box."""
+        question = self.check_markup(sample.text, sample, self._markup)
         answers = [r for r in sample.regions if r.role == "answer" and r.boxes]
         if len(answers) != 1:
             raise RecordError(
                 "render-failed", f"sample {sample.id}: pointing needs one answer region, has {len(answers)}"
             )
         candidates = [r for r in sample.regions if r.role in ("answer", "choice") and r.boxes]
-        rng.shuffle(candidates)  # seeded by the record id: the answer is not always first
-        listed = ", ".join(spell(r.boxes, w, h) for r in candidates)
-        prompt = self.choose_template("pointing", rng).replace("{question}", question).replace("{boxes}", listed)
-        return _conversation(prompt, spell(answers[0].boxes, w, h))
+        rng.shuffle(candidates)
+        listed = ", ".join(self.spell(sample, r.boxes) for r in candidates)
+        return {
+            "prompt": self.prompt("pointing", rng, question=question, boxes=listed),
+            "answer": self.spell(sample, answers[0].boxes),
+        }
 
     # --- parsing -------------------------------------------------------------------------------------
 
@@ -142,19 +144,7 @@ class CogVlmWriter(Writer):
 
 def spell(boxes: Sequence[Box], width: float, height: float) -> str:
     """Boxes of one phrase → ``[[x1,y1,x2,y2;x1,y1,x2,y2]]`` (three-digit per-mille values)."""
-    if not boxes:
-        raise RecordError("empty-box", "a grounded phrase has no boxes")
-    parts = []
-    for box in boxes:
-        if not B.is_finite(box) or B.is_empty(box):
-            raise RecordError("bad-box", f"box {list(box)} is not a valid xyxy box", list(box))
-        q = QUANTIZER.encode_box(box, width, height)
-        if q[0] >= q[2] or q[1] >= q[3]:
-            raise RecordError("empty-box", f"box {list(box)} collapses to {q} in per-mille coordinates", list(box))
-        parts.append(",".join(f"{v:03d}" for v in q))
-    # THUDM/CogVLM issue #25 (maintainer) and THUDM/CogCoM get_text_by_box: several boxes of one phrase are
-    # "[[coord_1;coord_2]]" (";" with no space).  CogCoM shuffles their order; we keep the region's order.
-    return "[[" + ";".join(parts) + "]]"
+    return CogVlmWriter().spell_boxes(boxes, width, height)
 
 
 def box_groups(text: str, width: float, height: float) -> list[tuple[str, list[Box]]]:
@@ -178,21 +168,3 @@ def box_groups(text: str, width: float, height: float) -> list[tuple[str, list[B
             boxes.append(QUANTIZER.decode_box(q, width, height))
         groups.append((match.group(0), boxes))
     return groups
-
-
-# --- small helpers -----------------------------------------------------------------------------------
-
-
-def _conversation(user: str, assistant: str) -> dict[str, Any]:
-    # THUDM/CogVLM dataset.md (CogVLM-SFT-311K "Conversation format") and
-    # finetune_demo/finetune_hf_peft_demo/dataset.py (reads label_data["conversations"][i]["content"]).
-    return {"conversations": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
-
-
-def _plain(text: str, sample: Sample) -> str:
-    """Text must not contain ``[[``/``]]`` (it would be read back as a box)."""
-    if not text:
-        raise RecordError("bad-text", f"sample {sample.id}: empty text")
-    if "[[" in text or "]]" in text:
-        raise RecordError("render-failed", f"sample {sample.id}: text {text!r} contains CogVLM box brackets")
-    return text

@@ -32,12 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
-from ..boxes import BoxError, box_to_patch_indices, patch_grid_step, patch_indices_to_box
-from ..errors import RecordError, UsageError
-from ..schema import Box, Region, Sample
-from .base import Decoded, RecordRandom, Writer, ordered_spans, record_size
+from ..boxes import PatchGrid, patch_indices_to_box
+from ..errors import RecordError
+from ..schema import Box, Sample
+from .base import Decoded, RecordRandom, Writer, record_size
+from .convention import Columns, Convention, Spelling, Tagging, tag_caption
 
 GRID = 32
 NUM_PATCHES = GRID * GRID
@@ -52,9 +51,35 @@ _PAIR = r"<patch_index_\d+><patch_index_\d+>"
 _ENTITY = re.compile(rf"(?:<phrase>([^<]+)</phrase>)?<object>((?:{_PAIR}{re.escape(DELIMITER)})*{_PAIR})</object>")
 _INDEX = re.compile(r"<patch_index_(\d+)>")
 _ANY_INDEX = re.compile(r"<patch_index_([^>]*)>")
-# Text that would be read back as KOSMOS-2 markup if it appeared in a caption or phrase.
-_MARKUP = re.compile(r"</?(?:grounding|phrase|object)>|<patch_index_|</delimiter_of_multi_objects/>")
 _OBJECT_DEBRIS = (OBJECT_OPEN, OBJECT_CLOSE, "<patch_index_", DELIMITER)
+
+
+KOSMOS_2 = Convention(
+    # processing_kosmos2.py coordinate_to_patch_index: floor(x1 * 32) / ceil(x2 * 32 - 1), ul_y * 32 + ul_x
+    grid=PatchGrid(GRID),
+    # f"<patch_index_{str(idx).zfill(4)}>"; _insert_patch_index_tokens: " </delimiter_of_multi_objects/> ".join,
+    # f"<object> {position_str} </object>", spaces dropped as the model generates them
+    spelling=Spelling(
+        box=("<patch_index_", 0, "><patch_index_", 1, ">"), pad=4, joiner=DELIMITER, group=(OBJECT_OPEN, OBJECT_CLOSE)
+    ),
+    # model card "Phrase Grounding": "<grounding> An image of<phrase> a snowman</phrase><object>…"
+    tagging=Tagging(open=PHRASE_OPEN, close=PHRASE_CLOSE, space_inside=True, lead=" "),
+    layout=Columns((("prompt", ("prompt",)), ("completion", ("answer",)), ("text", ("prompt", "answer")))),
+    placeholders=(("rec", "phrase"), ("reg", "object")),
+    answers=(("rec", "{boxes}"), ("reg", " {phrase}"), ("grounded-caption", "{caption}")),
+    reserved=(
+        GROUNDING,
+        "</grounding>",
+        PHRASE_OPEN,
+        PHRASE_CLOSE,
+        OBJECT_OPEN,
+        OBJECT_CLOSE,
+        "<patch_index_",
+        DELIMITER,
+    ),
+    phrase_reserved=("<",),  # extract_entities_with_patch_indices reads a phrase as [^<]+
+    normalize="strip",
+)
 
 
 def patch_token(index: int) -> str:
@@ -64,44 +89,12 @@ def patch_token(index: int) -> str:
 
 def object_tokens(boxes: Sequence[Box], width: float, height: float) -> str:
     """``<object>…</object>`` for one phrase's boxes (pixels), multi-box joined by the delimiter."""
-    pairs = []
-    for box in boxes:
-        try:
-            ul, lr = box_to_patch_indices(box, width, height, GRID)
-        except BoxError as exc:
-            raise RecordError("empty-box", str(exc), raw=list(box)) from exc
-        if ul % GRID > lr % GRID or ul // GRID > lr // GRID:
-            # Only a box narrower than float precision at a cell edge gets here: it has no cells.
-            raise RecordError("empty-box", f"box {list(box)} is too small for the {GRID}x{GRID} grid", raw=list(box))
-        pairs.append(patch_token(ul) + patch_token(lr))
-    if not pairs:
-        raise RecordError("empty-box", "a grounded phrase has no boxes")
-    return OBJECT_OPEN + DELIMITER.join(pairs) + OBJECT_CLOSE
+    return Kosmos2Writer().spell_boxes(boxes, width, height)
 
 
 def grounded_text(text: str, tagged: Sequence[tuple[tuple[int, int], str]]) -> str:
-    """The caption with ``<phrase>…</phrase>`` + object string at each ``(span, objects)``, in text order.
-
-    The text is prefixed with a space (``<grounding> An image of``) and the single space before each phrase
-    moves inside its ``<phrase>`` tag, exactly as KOSMOS-2 generates grounded captions.
-    """
-    body = " " + text
-    pieces: list[str] = []
-    cursor = 0
-    for (span_start, span_end), objects in tagged:
-        if not (0 <= span_start < span_end <= len(text)):
-            raise RecordError("bad-span", f"span {[span_start, span_end]} does not fit text of {len(text)} chars")
-        start, end = span_start + 1, span_end + 1
-        if start < cursor:
-            raise RecordError("bad-span", f"span {[span_start, span_end]} overlaps the previous phrase")
-        lead = start - 1 if body[start - 1] == " " and start - 1 >= cursor else start
-        phrase = body[lead:end]
-        if "<" in phrase:
-            raise RecordError("render-failed", f"phrase {phrase.strip()!r} contains '<', which KOSMOS-2 cannot tag")
-        pieces += [body[cursor:lead], PHRASE_OPEN, phrase, PHRASE_CLOSE, objects]
-        cursor = end
-    pieces.append(body[cursor:])
-    return "".join(pieces)
+    """The caption with ``<phrase>…</phrase>`` + object string at each ``(span, objects)``, in text order."""
+    return tag_caption(text, KOSMOS_2.tagging, tagged)
 
 
 @dataclass(slots=True)
@@ -145,14 +138,6 @@ def extract_entities_with_patch_indices(
     return out
 
 
-def _check_plain(value: str, what: str) -> str:
-    """Refuse text that would be read back as markup (a caption quoting ``<object>``, say)."""
-    found = _MARKUP.search(value)
-    if found:
-        raise RecordError("render-failed", f"{what} contains KOSMOS-2 markup {found.group(0)!r}", raw=value)
-    return value
-
-
 class Kosmos2Writer(Writer):
     """Microsoft KOSMOS-2 (unilm kosmos-2, transformers ``Kosmos2ForConditionalGeneration``)."""
 
@@ -160,26 +145,9 @@ class Kosmos2Writer(Writer):
     description = "KOSMOS-2: <phrase>…</phrase><object><patch_index_UL><patch_index_LR></object>, 32x32 grid"
     tasks = ("rec", "reg", "grounded-caption", "pointing")
     template_name = "kosmos-2"
+    convention = KOSMOS_2
 
-    def model_fields(self) -> list[tuple[str, pa.DataType]]:
-        return [("prompt", pa.string()), ("completion", pa.string()), ("text", pa.string())]
-
-    # --- rendering ---------------------------------------------------------------------------------
-
-    def render_rec(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        prompt = self._prompt("rec", rng, phrase=self._phrase(region))
-        return self._record(prompt, self._objects(sample, region.boxes))
-
-    def render_reg(self, sample: Sample, region: Region, rng: RecordRandom) -> dict[str, Any]:
-        prompt = self._prompt("reg", rng, object=self._objects(sample, region.boxes))
-        return self._record(prompt, " " + self._phrase(region))
-
-    def render_grounded_caption(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
-        text = _check_plain(sample.text, "text")
-        tagged = [(region.span, self._objects(sample, region.boxes)) for region in ordered_spans(sample)]
-        return self._record(self._prompt("grounded-caption", rng), grounded_text(text, tagged))
-
-    def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, Any]:
+    def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, str]:
         """Question + the candidate boxes (answer among them, order drawn per record) → the answer box.
 
         KOSMOS-2 has no pointing prompt; candidates are bare ``<object>`` tags (no names, which would give
@@ -187,38 +155,11 @@ class Kosmos2Writer(Writer):
         """
         answers = [r for r in sample.regions if r.role == "answer" and r.boxes]
         choices = [r for r in sample.regions if r.role == "choice" and r.boxes]
-        candidates = [self._objects(sample, r.boxes) for r in answers + choices]
+        candidates = [self.spell(sample, r.boxes) for r in answers + choices]
         rng.shuffle(candidates)
-        question = _check_plain(sample.text.strip(), "question")
-        prompt = self._prompt("pointing", rng, question=question, candidates=",".join(candidates))
-        return self._record(prompt, "".join(self._objects(sample, r.boxes) for r in answers))
-
-    def _record(self, prompt: str, completion: str) -> dict[str, Any]:
-        return {"prompt": prompt, "completion": completion, "text": prompt + completion}
-
-    def _prompt(self, task: str, rng: RecordRandom, **fields: str) -> str:
-        template = self.choose_template(task, rng)
-        try:
-            return template.format(**fields)
-        except (KeyError, IndexError, ValueError) as exc:
-            source = self.templates.source if self.templates else self.name
-            known = ", ".join("{" + k + "}" for k in fields) or "none"
-            raise UsageError(
-                f"{source}: {task} template {template!r} cannot be filled ({exc}); fields: {known}"
-            ) from exc
-
-    @staticmethod
-    def _phrase(region: Region) -> str:
-        phrase = region.phrase.strip()
-        if not phrase:
-            raise RecordError("bad-text", "the region has an empty phrase")
-        if "<" in phrase:
-            raise RecordError("render-failed", f"phrase {phrase!r} contains '<', which KOSMOS-2 cannot tag", phrase)
-        return phrase
-
-    @staticmethod
-    def _objects(sample: Sample, boxes: Sequence[Box]) -> str:
-        return object_tokens(boxes, sample.image.width, sample.image.height)
+        question = self.check_markup(sample.text.strip(), sample, self._markup)
+        prompt = self.prompt("pointing", rng, question=question, candidates=",".join(candidates))
+        return {"prompt": prompt, "answer": "".join(self.spell(sample, r.boxes) for r in answers)}
 
     # --- reading back ------------------------------------------------------------------------------
 
@@ -248,9 +189,6 @@ class Kosmos2Writer(Writer):
             boxes = [_decode_pair(ul, lr, width, height) for ul, lr in entity.pairs]
             out.append(Decoded(phrase, boxes, role))
         return out
-
-    def tolerance(self, width: int, height: int) -> tuple[float, float]:
-        return patch_grid_step(width, height, GRID)
 
 
 def _check_tokens(text: str) -> None:

@@ -11,6 +11,7 @@ import orjson
 from typer.testing import CliRunner
 
 from grounding_convert.cli.app import app
+from grounding_convert.plugins import writer_names
 
 runner = CliRunner()
 BIN = str(Path(sys.executable).with_name("grounding-convert"))
@@ -150,10 +151,13 @@ def test_subprocess_demo(tmp_path):
         [BIN, "demo", "--output", str(tmp_path / "demo")], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
-    for writer in ("qwen-vl", "ofa", "kosmos-2", "cogvlm", "canonical"):
+    writers = writer_names()  # every installed writer, the new ones included
+    for writer in ("qwen-vl", "ofa", "kosmos-2", "cogvlm", "canonical", "qwen2.5-vl", "paligemma", "odvg"):
+        assert writer in writers
+    for writer in writers:
         assert f"== {writer}" in proc.stdout
         assert (tmp_path / "demo" / writer / "manifest.json").is_file()
-    assert proc.stdout.count(": valid") == 5
+    assert proc.stdout.count(": valid") == len(writers)
     assert "INVALID" not in proc.stdout
 
 

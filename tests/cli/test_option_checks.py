@@ -66,6 +66,9 @@ REFUSED: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("convert", "--engine"): ("spark", "error: Invalid value for '--engine': spark (accepted: one of local, ray)"),
     ("convert", "--turns"): ("0", "error: Invalid value for '--turns': 0 (accepted: a whole number ≥ 1)"),
+    ("convert", "--min-pixels"): ("0", "error: Invalid value for '--min-pixels': 0 (accepted: a whole number ≥ 1)"),
+    ("convert", "--max-pixels"): ("-3", "error: Invalid value for '--max-pixels': -3 (accepted: a whole number ≥ 1)"),
+    ("convert", "--factor"): ("x", "error: Invalid value for '--factor': x (accepted: a whole number ≥ 1)"),
     ("inspect", "--limit"): (
         "-5",
         "error: Invalid value for '--limit': -5 (accepted: a whole number ≥ 0; 0 only plans, nothing is read or "

@@ -1,8 +1,8 @@
-"""A whole conversion through the writer's columnar path ends byte-identical to the per-record path.
+"""A whole conversion through the writers' columnar path ends byte-identical to the per-record path.
 
-The columnar path is taken only for Parquet output and batchable samples; odd samples in between (a tag
+Every writer and every container that takes batches (Parquet, JSONL, JSON); odd samples in between (a tag
 in the text, a box that quantizes to nothing, a duplicate id) must land in the same place, with the same
-rejects, and shards must rotate at the same records.
+rejects, and shards must rotate at the same records, whatever the worker count.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from grounding_convert.engine import pipeline
 from grounding_convert.engine.runner import RunOptions, convert, make_job
 from grounding_convert.synth import generate
 from grounding_convert.synth import grit as synth_grit
+from grounding_convert.writers.base import Writer
 from grounding_convert.writers.qwen_vl import QwenVlWriter
+
+WRITERS = ["qwen-vl", "ofa", "kosmos-2", "cogvlm"]
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -47,16 +50,36 @@ def odd_grit(tmp_path_factory) -> Path:
     return root
 
 
-def run_both(monkeypatch, tmp_path: Path, **job) -> tuple[dict[str, bytes], dict[str, bytes]]:
+def run_both(monkeypatch, tmp_path: Path, writer: str = "qwen-vl", **job) -> tuple[dict[str, bytes], dict[str, bytes]]:
     outputs = {}
     for name, batched in (("batched", True), ("per-record", False)):
         with monkeypatch.context() as patch:
             if not batched:
-                patch.setattr(QwenVlWriter, "batch_ready", lambda self, tasks: False)
+                patch.setattr(Writer, "batch_ready", lambda self, tasks: False)
             out = tmp_path / name
-            convert(make_job(output=str(out), writer="qwen-vl", **job), RunOptions(progress=False))
+            convert(make_job(output=str(out), writer=writer, **job), RunOptions(progress=False))
             outputs[name] = tree(out)
     return outputs["batched"], outputs["per-record"]
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_every_writer_batched_equals_per_record(odd_grit, tmp_path, monkeypatch, writer, fmt):
+    """Whole output trees (shards, rejects, manifest, card) are byte-identical between the two paths."""
+    batched, per_record = run_both(
+        monkeypatch, tmp_path, writer, input=str(odd_grit), reader="grit", format=fmt, max_records_per_shard=1100
+    )
+    assert batched == per_record
+    assert sum(1 for name in batched if name.startswith("data/train-")) >= 3  # rotation inside batches
+
+
+def test_json_array_batched_equals_per_record(odd_grit, tmp_path, monkeypatch):
+    batched, per_record = run_both(
+        monkeypatch, tmp_path, "cogvlm", input=str(odd_grit), reader="grit", format="json", max_shard_bytes=300_000
+    )
+    assert batched == per_record
+    shards = [name for name in batched if name.startswith("data/train-")]
+    assert len(shards) >= 3 and all(len(orjson.loads(batched[name])) > 0 for name in shards)
 
 
 @pytest.mark.parametrize(
@@ -112,14 +135,29 @@ def test_flickr_splits_batched_equals_per_record(tmp_path, monkeypatch):
     }
 
 
-def test_jsonl_output_never_batches(odd_grit, tmp_path, monkeypatch):
-    def refuse(*_):
-        raise AssertionError("the columnar path is for Parquet output")
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_text_containers_take_batches_too(odd_grit, tmp_path, monkeypatch, fmt):
+    """JSON output goes through the columnar path and Arrow → JSON, not a dict per record."""
+    from grounding_convert.output import containers
 
-    monkeypatch.setattr(QwenVlWriter, "render_batch", refuse)
-    job = make_job(input=str(odd_grit), output=str(tmp_path / "o"), writer="qwen-vl", reader="grit", format="jsonl")
+    encoded = []
+    real = containers.json_records
+    monkeypatch.setattr(
+        containers, "json_records", lambda batch, end: encoded.append(batch.num_rows) or real(batch, end)
+    )
+    job = make_job(input=str(odd_grit), output=str(tmp_path / "o"), writer="qwen-vl", reader="grit", format=fmt)
     result = convert(job, RunOptions(progress=False))
-    assert (result.tally.written, result.tally.rejected) == (2997, 3)
+    assert sum(encoded) >= result.tally.written - 20  # all but the odd rows' records
+
+
+def test_worker_counts_give_the_same_tree(odd_grit, tmp_path):
+    trees = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        job = make_job(input=str(odd_grit), output=str(out), writer="ofa", reader="grit", format="jsonl")
+        convert(job, RunOptions(workers=workers, progress=False))
+        trees.append({k: v for k, v in tree(out).items() if k != "manifest.json" and not k.startswith("_progress")})
+    assert trees[0] == trees[1]
 
 
 def test_a_failing_columnar_path_falls_back_to_per_record(odd_grit, tmp_path, monkeypatch):

@@ -579,15 +579,16 @@ def test_interrupted_output_never_looks_finished(kit, tmp_path, monkeypatch):
     root = kit.pristine.copy("visual-genome", tmp_path / "in")
     out = tmp_path / "out"
     calls = {"n": 0}
-    real_add = shards.ShardSink.add
+    real_close = shards.ShardSink._close_current
 
-    def dying_add(self, record):
+    def dying_close(self):
         calls["n"] += 1
-        if calls["n"] == 6:  # after one full shard (rotation at 3 records) and part of the next
+        if calls["n"] == 2:  # after one full shard (rotation at 3 records), before the next one's rename
             raise RuntimeError("disk vanished")
-        real_add(self, record)
+        real_close(self)
 
-    monkeypatch.setattr(shards.ShardSink, "add", dying_add)
+    # records arrive one by one (per-record path) or in runs (columnar path): both end shards here
+    monkeypatch.setattr(shards.ShardSink, "_close_current", dying_close)
     monkeypatch.setattr(shards.ShardSink, "abort", lambda self: None)  # a killed process cleans nothing up
     job = make_job(
         input=str(root),

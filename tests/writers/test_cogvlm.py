@@ -89,11 +89,19 @@ def test_grounded_caption_and_multi_box_phrase(fixed):
     )
     [record] = fixed.render(sample, "grounded-caption", seed=0)
     assert record["conversations"][1]["content"] == (
-        "Two dogs [[015,041,171,458;500,500,999,999]] chase the red car [[156,104,468,812]]."
-    )
+        "Two dogs[[015,041,171,458;500,500,998,997]] chase the red car[[156,104,468,812]]."
+    )  # C2: no space before [[; C1: the border box is clamped to 639/479 px before flooring
     decoded = fixed.parse(record)  # the [[x0,y0,x1,y1]] hint in the question is not a box
     assert [len(d.boxes) for d in decoded] == [2, 1]
-    assert decoded[0].boxes[1] == [320.32, 240.24, 639.68, 479.76]
+    assert decoded[0].boxes[1] == [320.32, 240.24, 639.04, 478.8]
+
+
+def test_edge_boxes_are_clamped_to_size_minus_one_as_cogcom_refine_box():
+    """CONFORMANCE.md C1 test vectors: CogCoM clamps pixels to size - 1 before flooring."""
+    assert spell([CAR], 640, 480) == "[[156,104,468,812]]"
+    assert spell([[0.0, 0.0, 640.0, 480.0]], 640, 480) == "[[000,000,998,997]]"
+    assert spell([[0.0, 0.0, 333.0, 500.0]], 333, 500) == "[[000,000,996,998]]"
+    assert spell([[0.0, 53.0, 333.0, 500.0]], 333, 500) == "[[000,106,996,998]]"  # the demo's "the rock"
 
 
 def test_pointing_lists_shuffled_candidates_and_answers_with_one(fixed):
@@ -115,7 +123,7 @@ def test_pointing_lists_shuffled_candidates_and_answers_with_one(fixed):
     user, assistant = records[0]["conversations"]
     assert assistant["content"] == "[[156,104,468,812]]"
     assert user["content"].startswith("Which object is red? Candidates: [[")
-    for box in ("[[156,104,468,812]]", "[[000,000,100,100]]", "[[500,500,999,999]]", "[[000,000,999,100]]"):
+    for box in ("[[156,104,468,812]]", "[[000,000,100,100]]", "[[500,500,998,997]]", "[[000,000,998,100]]"):
         assert user["content"].count(box) == 1
     assert len({r["conversations"][0]["content"] for r in records}) > 1  # order depends on the seed
     decoded = fixed.parse(records[0])

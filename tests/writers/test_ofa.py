@@ -65,8 +65,9 @@ def test_rec_record_is_the_worked_example_byte_for_byte():
 
 def test_reg_record_puts_the_tokens_in_the_source_and_the_phrase_in_the_target():
     [record] = OfaWriter().render(car_sample(), "reg", seed=3)
-    assert record["source"] == " what does the region describe? region: " + CAR_TOKENS
-    assert record["target"] == "the red car"
+    # unify_dataset.py L339-342: two leading spaces, nothing after the colon but the tokens; ' ' + pre_caption
+    assert record["source"] == "  what does the region describe? region: " + CAR_TOKENS
+    assert record["target"] == " the red car"
     assert OfaWriter().parse(record)[0].phrase == "the red car"
 
 
@@ -74,7 +75,8 @@ def test_grounded_caption_puts_tokens_after_each_grounded_phrase():
     writer = OfaWriter()
     [record] = writer.render(caption_sample(), "grounded-caption", seed=0)
     assert record["source"] == " what does the image describe?"
-    assert record["target"] == ("A man <bin_0> <bin_0> <bin_100> <bin_100> drives the red car " + CAR_TOKENS + ".")
+    assert record["target"] == (" a man <bin_0> <bin_0> <bin_100> <bin_100> drives the red car " + CAR_TOKENS + ".")
+    assert record["text"] == "A man drives the red car."  # the TSV text column stays raw
     assert record["region_coord"] == ""
     decoded = writer.parse(record)
     assert [d.phrase for d in decoded] == [None, None]
@@ -84,6 +86,35 @@ def test_grounded_caption_puts_tokens_after_each_grounded_phrase():
 def test_chinese_prompt_is_ofa_cn_wording():
     [record] = OfaWriter.from_mapping({"language": "zh"}).render(car_sample(), "rec", seed=0)
     assert record["source"] == '这段文字" the red car "描述的是哪个区域？'
+
+
+def test_chinese_caption_prompt_is_upstream():
+    """caption_dataset.py L119 (BertBPE): "图片描述了什么内容?" with an ASCII question mark."""
+    [record] = OfaWriter.from_mapping({"language": "zh"}).render(caption_sample(), "grounded-caption", seed=0)
+    assert record["source"] == "图片描述了什么内容?"
+
+
+def test_source_and_target_text_is_pre_caption_normalized():
+    """data/ofa_dataset.py pre_caption: lower case, leading punctuation off, '-' and '/' to spaces."""
+    sample = car_sample()
+    sample.text = "..Several Climbers/rock-face"
+    sample.regions = [Region(sample.text, (0, len(sample.text)), [CAR])]
+    writer = OfaWriter()
+    [rec] = writer.render(sample, "rec", seed=0)
+    assert rec["source"] == ' which region does the text " several climbers rock face " describe?'
+    assert rec["text"] == "..Several Climbers/rock-face"
+    [reg] = writer.render(sample, "reg", seed=0)
+    assert reg["target"] == " several climbers rock face"
+    sample.regions[0].phrase = "-- /"
+    with pytest.raises(RecordError, match="empty after pre_caption"):
+        writer.render(sample, "rec", seed=0)
+
+
+def test_float32_half_to_even_bins_as_ofa_computes_them():
+    """CONFORMANCE.md O4: v=311/666 is exactly 466.5 (OFA 467), v=905/1810 is 499.5 (OFA 499)."""
+    assert QUANTIZER.encode(311, 666) == 467 and round(311 / 666 * 999) == 466
+    assert QUANTIZER.encode(905, 1810) == 499 and round(905 / 1810 * 999) == 500
+    assert QUANTIZER.encode_box(CAR, 640, 480) == [156, 104, 468, 812]
 
 
 def test_records_fit_the_writer_schema():

@@ -1,0 +1,141 @@
+"""Trainer layouts: how a conversation writer's records are packed for LLaMA-Factory or ms-swift (DESIGN §7).
+
+A layout knows nothing of boxes: it takes the (prompt, reply) a conversation writer produced and re-packs
+them as the trainer's own record, keeping the common columns (``id``, ``task``, ``image``, ``width``,
+``height``, and a writer's extra columns such as Qwen2.5-VL's ``resized_width``).  ``parse`` undoes the
+packing and hands the writer's own record back to the writer, so ``validate`` still decodes every box.
+
+* ``llamafactory``: sharegpt with OpenAI-style tags, hiyouga/LLaMA-Factory ``ff6d4d12e`` ``data/README.md``
+  L310–346: ``{"messages": [{"role": "user", "content": "<image>…"}, {"role": "assistant", …}], "images":
+  [path]}``; one ``<image>`` per image (the loader refuses a mismatch), and a ready ``dataset_info.json``
+  beside the shards (``formatting: sharegpt``, ``columns``, ``tags``) naming each shard.
+* ``ms-swift``: modelscope/ms-swift ``3602360a5`` ``docs/source_en/Customization/Custom-dataset.md``: the same
+  ``messages`` + ``images``, read by ``swift sft --dataset <file>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from .errors import RecordError, UsageError
+from .writers.base import COMMON_FIELDS, Decoded, Writer
+
+LAYOUTS = ("native", "llamafactory", "ms-swift")
+IMAGE_TOKEN = "<image>"
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+
+class LaidOut:
+    """A conversation writer whose records are re-packed by a trainer layout (everything else delegated)."""
+
+    conversation = None  # --turns packs native conversations only (make_job refuses --turns with --layout)
+
+    def __init__(self, writer: Writer, layout: str):
+        if layout not in LAYOUTS[1:]:
+            raise UsageError(f"unknown --layout {layout!r} (layouts: {', '.join(LAYOUTS)})")
+        if writer.conversation is None:
+            raise UsageError(f"--layout {layout} packs conversation records; writer {writer.name!r} has none")
+        self.writer, self.layout = writer, layout
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.writer, name)
+
+    # the writer's columns: the common ones, the layout's, then the writer's extras (after "conversations")
+    def extra_fields(self) -> list[tuple[str, pa.DataType]]:
+        return [(n, t) for n, t in self.writer.model_fields() if n != "conversations"]
+
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            COMMON_FIELDS + [("messages", MESSAGES), ("images", pa.list_(pa.string()))] + self.extra_fields()
+        )
+
+    def batch_ready(self, tasks: Any) -> bool:
+        return False
+
+    def batchable(self, sample: Any) -> bool:
+        return False
+
+    def render(self, sample: Any, task: str, seed: int) -> list[dict[str, Any]]:
+        return [self.pack(r) for r in self.writer.render(sample, task, seed)]
+
+    def render_tasks(self, sample: Any, tasks: Any, seed: int) -> list[tuple[str, list[dict[str, Any]]]]:
+        return [
+            (task, [self.pack(r) for r in records]) for task, records in self.writer.render_tasks(sample, tasks, seed)
+        ]
+
+    def pack(self, record: dict[str, Any]) -> dict[str, Any]:
+        prompt, reply = self.writer.turns(record)
+        if IMAGE_TOKEN in prompt or IMAGE_TOKEN in reply:
+            raise RecordError(
+                "render-failed",
+                f"record {record['id']!r}: text holds {IMAGE_TOKEN!r}, which the trainer counts as an image",
+            )
+        out = {name: record[name] for name, _ in COMMON_FIELDS}
+        out["messages"] = [{"role": "user", "content": IMAGE_TOKEN + prompt}, {"role": "assistant", "content": reply}]
+        out["images"] = [record["image"]]
+        out.update({name: record[name] for name, _ in self.extra_fields()})
+        return out
+
+    def parse(self, record: dict[str, Any]) -> list[Decoded]:
+        return self.writer.parse(self.unpack(record))
+
+    def unpack(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The writer's own record back from a packed one (checks the placeholder count on the way)."""
+        messages, images = record.get("messages"), record.get("images")
+        if not (isinstance(messages, list) and len(messages) == 2 and isinstance(images, list)):
+            raise RecordError("missing-key", f"record {record.get('id')!r} needs two 'messages' and an 'images' list")
+        user, assistant = messages
+        if not (isinstance(user, dict) and user.get("role") == "user" and isinstance(user.get("content"), str)):
+            raise RecordError("wrong-type", f"record {record.get('id')!r}: expected a 'user' message, got {user!r}")
+        if not (
+            isinstance(assistant, dict)
+            and assistant.get("role") == "assistant"
+            and isinstance(assistant.get("content"), str)
+        ):
+            raise RecordError(
+                "wrong-type", f"record {record.get('id')!r}: expected an 'assistant' message, got {assistant!r}"
+            )
+        placeholders = user["content"].count(IMAGE_TOKEN) + assistant["content"].count(IMAGE_TOKEN)
+        if placeholders != len(images) or not user["content"].startswith(IMAGE_TOKEN):
+            raise RecordError(
+                "bad-record", f"record {record.get('id')!r}: {placeholders} {IMAGE_TOKEN} for {len(images)} image(s)"
+            )
+        native = {k: v for k, v in record.items() if k not in ("messages", "images")}
+        return self.writer.native(native, user["content"][len(IMAGE_TOKEN) :], assistant["content"])
+
+    def companion_files(self, shards: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, bytes]:
+        files = dict(getattr(self.writer, "companion_files", lambda *_: {})(shards, job))
+        if self.layout == "llamafactory":
+            files["dataset_info.json"] = orjson.dumps(dataset_info(shards, job), option=orjson.OPT_INDENT_2)
+        return files
+
+
+def dataset_info(shards: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, Any]:
+    """LLaMA-Factory ``dataset_info.json`` entries, one per shard (``file_name`` relative to this folder).
+
+    Named ``{reader}_{writer}_{split}`` (``_{i}`` when a split has several shards): pass them all to
+    ``dataset:`` (README, "Training with it").
+    """
+    base = f"{job.get('reader', 'grounding')}_{job.get('writer', 'records')}".replace("-", "_").replace(".", "")
+    per_split: dict[str, int] = {}
+    for shard in shards:
+        per_split[shard["split"]] = per_split.get(shard["split"], 0) + 1
+    entries, seen = {}, dict.fromkeys(per_split, 0)
+    for shard in shards:
+        split = shard["split"]
+        name = f"{base}_{split}" if per_split[split] == 1 else f"{base}_{split}_{seen[split]}"
+        seen[split] += 1
+        entries[name] = {
+            "file_name": shard["file"],
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "images": "images"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+        }
+    return entries
+
+
+def laid_out(writer: Writer, layout: str) -> Writer | LaidOut:
+    return writer if layout == "native" else LaidOut(writer, layout)
