@@ -195,11 +195,12 @@ class OdvgReader(Reader):
         if not all(_number(v) and v > 0 and float(v).is_integer() for v in (width, height)):
             raise _Problem("bad-size", f"width/height {width!r}/{height!r}")
         image = ImageRef(file=file_name, id=None, width=int(width), height=int(height))
-        if "detection" in record:
+        # our odvg writer's records carry every mode's column, the unused ones null (one Arrow schema)
+        if record.get("detection") is not None:
             yield from self._detection(record["detection"], labels, image, sample_id, source, where)
-        elif "grounding" in record:
+        elif record.get("grounding") is not None:
             yield from self._grounding(record["grounding"], image, sample_id)
-        elif "referring" in record:
+        elif record.get("referring") is not None:
             yield from self._referring(record["referring"], image, sample_id)
         else:
             raise _Problem("missing-key", "has none of detection, grounding, referring")
