@@ -171,7 +171,8 @@ class ShardSink:
             first = bool(between) and self._records == 0  # a shard's first record has no separator
             cumulative = np.cumsum(sizes[start:]) - (len(between) if first else 0)
             reach = int(np.searchsorted(cumulative, self.max_bytes - self._pos, side="left")) + 1
-            take = min(self.max_records - self._records, reach, total - start)
+            # at least one record per pass, whatever max_records says (the sink guard, as in add_batch)
+            take = max(1, min(self.max_records - self._records, reach, total - start))
             if first:
                 self._fh.write(_piece(plain, start, start + 1))
                 self._fh.write(_piece(joined, start + 1, start + take))
