@@ -82,11 +82,25 @@ _OFA = re.compile(r" ?<bin_\d+>(?: <bin_\d+>)*")
 
 
 def _kosmos(record: dict[str, Any]) -> tuple[str, list[Entity]]:
-    text, entities = _untag(str(record.get("completion", "")), _KOSMOS, 1)
-    if text.startswith(" "):  # KOSMOS-2 writes " " + caption; the space moved inside a leading <phrase>
-        text = text[1:]
-        entities = [(None if s is None else max(s - 1, 0), e - 1) for s, e in entities]
-    return text, entities
+    # KOSMOS-2 writes " " + caption; the space moved inside a leading <phrase>
+    return _without_lead_space(*_untag(str(record.get("completion", "")), _KOSMOS, 1))
+
+
+def _qwen(record: dict[str, Any]) -> tuple[str, list[Entity]]:
+    # Qwen-VL puts a space inside a <ref> that opens the caption (`<ref> The red car</ref>`, CONFORMANCE Q1)
+    return _without_lead_space(*_untag(_turn(record, 1, "value"), _QWEN, 1))
+
+
+def _same(caption_part: str, phrase: str) -> bool:
+    """The phrase where the caption holds it, up to case (OFA lower-cases captions with pre_caption)."""
+    return caption_part == phrase or caption_part.lower() == phrase.lower()
+
+
+def _without_lead_space(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
+    """Drop the one space a writer added before a caption (captions are read stripped)."""
+    if not text.startswith(" "):
+        return text, entities
+    return text[1:], [(None if s is None else max(s - 1, 0), e - 1) for s, e in entities]
 
 
 def _turn(record: dict[str, Any], index: int, key: str) -> str:
@@ -98,9 +112,9 @@ def _turn(record: dict[str, Any], index: int, key: str) -> str:
 
 UNTAGGERS: dict[str, Callable[[dict[str, Any]], tuple[str, list[Entity]]]] = {
     "kosmos-2": _kosmos,
-    "qwen-vl": lambda r: _untag(_turn(r, 1, "value"), _QWEN, 1),
+    "qwen-vl": _qwen,
     "cogvlm": lambda r: _untag(_turn(r, 1, "content"), _COGVLM, None),
-    "ofa": lambda r: _untag(str(r.get("target", "")), _OFA, None),
+    "ofa": lambda r: _without_lead_space(*_untag(str(r.get("target", "")), _OFA, None)),  # target ' ' + caption
 }
 
 
@@ -363,8 +377,9 @@ def _place(text: str, regions: list[Region], entities: list[tuple[Entity, list[B
         for k in unused:
             (start, end), boxes = entities[k]
             if region.boxes and boxes == region.boxes:
-                if start is None and region.phrase and text[max(0, end - len(region.phrase)) : end] == region.phrase:
-                    start = end - len(region.phrase)
+                phrase = region.phrase
+                if start is None and phrase and _same(text[max(0, end - len(phrase)) : end], phrase):
+                    start = end - len(phrase)
                 if start is not None:
                     region.span = (start, end)
                     unused.remove(k)

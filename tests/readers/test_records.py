@@ -37,7 +37,9 @@ def flickr_samples(flickr_excerpt) -> dict[str, Sample]:
     return index_source(str(flickr_excerpt), "flickr30k-entities", {})
 
 
-@pytest.mark.parametrize("writer", ["kosmos-2", "qwen-vl", "cogvlm", "ofa"])
+# OFA is left out since its text follows upstream pre_caption (CONFORMANCE O5): lower-cased, punctuation
+# stripped, so a caption phrase holding punctuation cannot be located again (a known limit, in the README)
+@pytest.mark.parametrize("writer", ["kosmos-2", "qwen-vl", "cogvlm"])
 def test_text_spans_and_region_indices_come_back(flickr_excerpt, flickr_samples, tmp_path, writer):
     run(flickr_excerpt, tmp_path / "out", writer, "flickr30k-entities", max_records_per_shard=397, limit=300)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
