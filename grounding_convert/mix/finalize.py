@@ -13,6 +13,7 @@ from .. import __version__
 from ..engine.job import JOB_FILE, PLAN_FILE, Job
 from ..engine.tally import Tally
 from ..errors import UsageError
+from ..output.finalize import name_shards
 from ..output.shards import EXTENSIONS, PARTS_DIR
 from ..output.storage import Store
 from .card import render_mix_card
@@ -68,14 +69,7 @@ def finalize_mix(store: Store) -> dict[str, Any]:
     bucket_results = [store.read_json(bucket_marker(b)) for b in range(buckets)]
     ext = EXTENSIONS[state["identity"]["format"]]
     parts = [shard for result in bucket_results for shard in result["shards"]]
-    shards: list[dict[str, Any]] = []
-    for i, shard in enumerate(parts):
-        target = f"data/{SPLIT}-{i:05d}-of-{len(parts):05d}.{ext}"
-        if store.exists(shard["file"]):
-            store.rename(shard["file"], target)
-        elif not store.exists(target):
-            raise UsageError(f"shard {shard['file']} of a shuffled bucket is missing from {store.url}")
-        shards.append({**shard, "file": target})
+    shards = name_shards(store, SPLIT, parts, ext, "a shuffled bucket")
     store.remove(PARTS_DIR)
     store.remove(SPILL_DIR)  # the tool's own intermediate copy of every record
     report = mix_report(state, stage_results, bucket_results)

@@ -65,14 +65,7 @@ def finalize(store: Store) -> Finalized:
     ext = EXTENSIONS[job["identity"]["format"]]
     final_shards: list[dict[str, Any]] = []
     for stem in sorted(by_stem):
-        shards = by_stem[stem]
-        for i, shard in enumerate(shards):
-            target = f"data/{stem}-{i:05d}-of-{len(shards):05d}.{ext}"
-            if store.exists(shard["file"]):
-                store.rename(shard["file"], target)
-            elif not store.exists(target):
-                raise UsageError(f"shard {shard['file']} of a committed partition is missing from {store.url}")
-            final_shards.append({**shard, "file": target})
+        final_shards += name_shards(store, stem, by_stem[stem], ext, "a committed partition")
     store.remove(PARTS_DIR)  # empty now: every shard has its final name
     manifest = {
         "tool": "grounding-convert",
@@ -90,3 +83,17 @@ def finalize(store: Store) -> Finalized:
     store.write_json_atomic(MANIFEST, manifest)
     store.write_bytes_atomic("README.md", render_card(job, tally, final_shards).encode())
     return Finalized(tally=tally, shards=final_shards, job=job)
+
+
+def name_shards(store: Store, stem: str, shards: list[dict[str, Any]], ext: str, owner: str) -> list[dict[str, Any]]:
+    """Give finished shards their HF names ``data/{stem}-i-of-n.ext`` (idempotent: a rerun after a crash
+    finds them already renamed); a shard neither here nor renamed is an error naming its ``owner``."""
+    named = []
+    for i, shard in enumerate(shards):
+        target = f"data/{stem}-{i:05d}-of-{len(shards):05d}.{ext}"
+        if store.exists(shard["file"]):
+            store.rename(shard["file"], target)
+        elif not store.exists(target):
+            raise UsageError(f"shard {shard['file']} of {owner} is missing from {store.url}")
+        named.append({**shard, "file": target})
+    return named

@@ -80,11 +80,8 @@ class CocoReader(CocoLayoutReader):
     @classmethod
     def detect(cls, path: str) -> bool:
         """A .json object whose first 64 KB hold COCO keys and no caption/tokens_positive (that is MDETR)."""
-        p = Path(path)
-        if not p.is_file() or p.suffix != ".json":
-            return False
-        head = coco_index.head(p)
-        if not head.lstrip().startswith(b"{"):
+        head = coco_index.json_object_head(path)
+        if not head:
             return False
         if b'"tokens_positive"' in head or b'"caption"' in head:
             return False

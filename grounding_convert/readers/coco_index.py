@@ -227,6 +227,15 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
             yield orjson.loads(line)
 
 
+def json_object_head(path: str | Path) -> bytes:
+    """The first 64 KB of ``path`` when it is a ``.json`` file opening a JSON object, else b"" (for detect)."""
+    p = Path(path)
+    if not p.is_file() or p.suffix != ".json":
+        return b""
+    first = head(p)
+    return first if first.lstrip().startswith(b"{") else b""
+
+
 def head(path: Path, size: int = 65536) -> bytes:
     try:
         with open(path, "rb") as handle:

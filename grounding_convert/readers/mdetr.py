@@ -64,14 +64,9 @@ class MdetrReader(CocoLayoutReader):
 
     @classmethod
     def detect(cls, path: str) -> bool:
-        p = Path(path)
-        if not p.is_file() or p.suffix != ".json":
-            return False
-        head = coco_index.head(p)
-        return (
-            head.lstrip().startswith(b"{")
-            and (b'"tokens_positive"' in head or b'"caption"' in head)
-            and (b'"images"' in head or b'"annotations"' in head)
+        head = coco_index.json_object_head(path)
+        return (b'"tokens_positive"' in head or b'"caption"' in head) and (
+            b'"images"' in head or b'"annotations"' in head
         )
 
     def samples(
