@@ -12,11 +12,10 @@ Types outside that set (floats, maps, nulls) return None: the caller falls back 
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-
-_ESCAPED = r'[\x00-\x1f"\\]'  # what orjson escapes inside a string
 
 
 def json_records(batch: pa.RecordBatch, end: str = "\n") -> pa.Array | None:
@@ -74,22 +73,49 @@ def _struct(array: pa.StructArray) -> pa.Array | None:
 
 
 # orjson's short escapes, backslash first so the others' backslashes are not doubled again
-_SHORT = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\t", "\\t"), ("\r", "\\r"), ("\b", "\\b"), ("\f", "\\f"))
-_RARE = r"[\x00-\x07\x0b\x0e-\x1f]"  # the control characters orjson writes as \u00XX
+_SHORT = ((0x5C, "\\", "\\\\"), (0x22, '"', '\\"'), (0x0A, "\n", "\\n"), (0x09, "\t", "\\t"),
+          (0x0D, "\r", "\\r"), (0x08, "\b", "\\b"), (0x0C, "\f", "\\f"))  # fmt: skip
+_SHORT_BYTES = np.array([code for code, _, _ in _SHORT], dtype=np.uint8)
 
 
 def _escape(array: pa.Array) -> pa.Array:
-    """Strings as they appear between JSON quotes: most need nothing, most others only the short escapes
-    (done by Arrow), the rare rest go through orjson itself."""
-    needs = pc.match_substring_regex(array, _ESCAPED)
-    if not pc.any(needs).as_py():
+    """Strings as they appear between JSON quotes.
+
+    The bytes to escape are found by one numpy pass over the array's data buffer (no per-string regex);
+    each escape that occurs at all is one Arrow replace over the strings holding any; the rare control
+    characters orjson writes as ``\\u00XX`` go through orjson itself, string by string.
+    """
+    if len(array) == 0:
         return array
-    subset = array.filter(needs)
-    rare = pc.match_substring_regex(subset, _RARE)
+    offset_type = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)[array.offset : array.offset + len(array) + 1]
+    data = array.buffers()[2]
+    if data is None or offsets[-1] == offsets[0]:
+        return array
+    chunk = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    hits = np.flatnonzero((chunk < 0x20) | (chunk == 0x22) | (chunk == 0x5C))
+    if not hits.size:
+        return array
+    found = chunk[hits]
+    rows = _owners(offsets, hits)
+    needs = np.zeros(len(array), dtype=bool)
+    needs[rows] = True
+    subset = array.filter(pa.array(needs)) if len(rows) < len(array) else array
     escaped = subset
-    for old, new in _SHORT:
-        escaped = pc.replace_substring(escaped, old, new)
-    if pc.any(rare).as_py():
-        slow = [orjson.dumps(value)[1:-1].decode() for value in subset.filter(rare).to_pylist()]
-        escaped = pc.replace_with_mask(escaped, rare, pa.array(slow, array.type))
-    return pc.replace_with_mask(array, needs, escaped)
+    present = set(np.flatnonzero(np.bincount(found, minlength=256)).tolist())
+    for code, old, new in _SHORT:
+        if code in present:
+            escaped = pc.replace_substring(escaped, old, new)
+    rare_hits = ~np.isin(found, _SHORT_BYTES)
+    if rare_hits.any():  # \\u00XX: orjson's own spelling, for the few strings holding one
+        rare_rows = _owners(offsets, hits[rare_hits])
+        rare = np.isin(rows, rare_rows)
+        slow = [orjson.dumps(value)[1:-1].decode() for value in array.take(pa.array(rare_rows)).to_pylist()]
+        escaped = pc.replace_with_mask(escaped, pa.array(rare), pa.array(slow, array.type))
+    return escaped if subset is array else pc.replace_with_mask(array, pa.array(needs), escaped)
+
+
+def _owners(offsets: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The rows (sorted, once each) whose bytes hold these sorted positions (relative to ``offsets[0]``)."""
+    owners = np.searchsorted(offsets, positions + offsets[0], side="right") - 1
+    return owners[np.concatenate(([True], owners[1:] != owners[:-1]))]

@@ -83,8 +83,9 @@ def check_separate(input_url: str, local_input: str, input_files: list, output_u
             f"--output {output_url} contains the input {input_url}; choose an output folder outside the input"
         )
     local_root = os.path.realpath(local_input)
+    folders: dict[str, str] = {}
     for file in input_files:
-        real = os.path.realpath(file)
+        real = _realpath(str(file), folders)
         if in_fs == "file":
             path = real
         elif _under(real, local_root):  # a remote input was copied into the cache: map back to its URL path
@@ -95,6 +96,18 @@ def check_separate(input_url: str, local_input: str, input_files: list, output_u
             raise UsageError(
                 f"--output {output_url} holds the input file {file}; choose an output folder outside the input"
             )
+
+
+def _realpath(file: str, folders: dict[str, str]) -> str:
+    """``os.path.realpath(file)``, resolving each folder once: Flickr30K Entities has 60,000 input files
+    in two folders, and resolving every path component of each was most of a short run's start."""
+    folder, name = os.path.split(file)
+    if name in ("", ".", "..") or os.path.islink(file):
+        return os.path.realpath(file)
+    real = folders.get(folder)
+    if real is None:
+        real = folders[folder] = os.path.realpath(folder)
+    return os.path.join(real, name)
 
 
 # ------------------------------------------------------------------------------------ a previous run

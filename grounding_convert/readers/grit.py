@@ -445,6 +445,18 @@ def _merge_spans(caption: str, chunks: list[tuple[int, int, list[float], float]]
 
     A span's boxes stay in chunk order; its score is the best of its chunks (never -0.0).
     """
+    regions: list[Region] = []
+    last_end = -1
+    for start, end, pixel, score in chunks:  # the usual case: each chunk its own span, spans in order
+        if start < last_end or end <= start:
+            return _merge_shared_spans(caption, chunks)
+        last_end = end
+        regions.append(Region(caption[start:end], (start, end), [pixel], None, score or 0.0))
+    return regions
+
+
+def _merge_shared_spans(caption: str, chunks: list[tuple[int, int, list[float], float]]) -> list[Region]:
+    """:func:`_merge_spans` when spans repeat or come out of order."""
     regions: dict[tuple[int, int], Region] = {}
     in_order = True  # spans first seen in increasing order (the usual case) need no sort
     last = (-1, -1)

@@ -203,3 +203,26 @@ def test_fsspec_urls_of_one_file_system_are_compared_too(flickr, tmp_path, monke
 )
 def test_own_file_names(name, own):
     assert is_own_file(name) is own
+
+
+def test_input_file_paths_resolve_as_realpath_does(tmp_path):
+    """check_separate resolves each folder once; symlinked folders and files must come out as realpath's."""
+    from grounding_convert.output.ownership import _realpath
+
+    real = tmp_path / "real"
+    (real / "Sentences").mkdir(parents=True)
+    (real / "Sentences" / "1.txt").write_text("x")
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("y")
+    (real / "Sentences" / "2.txt").symlink_to(elsewhere)  # a file symlink out of the folder
+    (tmp_path / "alias").symlink_to(real)  # a folder symlink
+    folders: dict[str, str] = {}
+    for path in [
+        tmp_path / "alias" / "Sentences" / "1.txt",
+        tmp_path / "alias" / "Sentences" / "2.txt",
+        real / "Sentences" / "1.txt",
+        real / "Sentences" / ".." / "Sentences" / "1.txt",
+        tmp_path / "alias" / "Sentences" / "missing.txt",
+    ]:
+        assert _realpath(str(path), folders) == os.path.realpath(path)
+    assert _realpath(str(tmp_path / "alias" / "Sentences" / "2.txt"), folders) == str(elsewhere.resolve())
