@@ -150,13 +150,19 @@ def test_text_containers_take_batches_too(odd_grit, tmp_path, monkeypatch, fmt):
     assert sum(encoded) >= result.tally.written - 20  # all but the odd rows' records
 
 
-def test_worker_counts_give_the_same_tree(odd_grit, tmp_path):
+def trees_by_workers(root: Path, tmp_path: Path) -> list[dict[str, bytes]]:
+    """The output folder of one and of two workers (the manifest's timings and progress files left out)."""
     trees = []
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        job = make_job(input=str(odd_grit), output=str(out), writer="ofa", reader="grit", format="jsonl")
+        job = make_job(input=str(root), output=str(out), writer="ofa", reader="grit", format="jsonl")
         convert(job, RunOptions(workers=workers, progress=False))
         trees.append({k: v for k, v in tree(out).items() if k != "manifest.json" and not k.startswith("_progress")})
+    return trees
+
+
+def test_worker_counts_give_the_same_tree(odd_grit, tmp_path):
+    trees = trees_by_workers(odd_grit, tmp_path)
     assert trees[0] == trees[1]
 
 

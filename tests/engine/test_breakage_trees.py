@@ -1,0 +1,47 @@
+"""The whole-tree comparisons of test_batch_path fail on a deliberately broken copy (issue 13).
+
+The record-level comparisons are broken on purpose in tests/writers/test_equivalence_catches_breakage.py;
+here the same is done to the comparisons of whole output folders (between the two rendering paths, and
+between worker counts), so that their passing means something.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from test_batch_path import odd_grit, run_both, trees_by_workers  # noqa: F401  (odd_grit is a fixture)
+
+from grounding_convert.output import arrow_json
+from grounding_convert.writers import batch
+
+
+def _numbers_off_by_one(patch) -> None:
+    real = batch.as_strings
+    patch.setattr(batch, "as_strings", lambda values: real(values + 1))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_tree_comparison_fails_on_a_broken_columnar_path(odd_grit, tmp_path, monkeypatch, fmt):  # noqa: F811
+    """The whole-tree comparison of test_batch_path sees a one-step box error in the batched output."""
+    with monkeypatch.context() as patch:
+        _numbers_off_by_one(patch)
+        batched, per_record = run_both(patch, tmp_path, "qwen-vl", input=str(odd_grit), reader="grit", format=fmt)
+    assert batched.keys() == per_record.keys()
+    assert batched != per_record
+
+
+def test_tree_comparison_fails_on_broken_json_escaping(odd_grit, tmp_path, monkeypatch):  # noqa: F811
+    """Arrow → JSON Lines without escaping (Qwen-VL prompts hold a newline) differs from orjson per record."""
+    with monkeypatch.context() as patch:
+        patch.setattr(arrow_json, "_escape", lambda array: array)
+        batched, per_record = run_both(patch, tmp_path, "qwen-vl", input=str(odd_grit), reader="grit", format="jsonl")
+    assert batched != per_record
+
+
+def test_worker_count_comparison_fails_when_records_depend_on_the_process(odd_grit, tmp_path, monkeypatch):  # noqa: F811
+    """test_batch_path's worker-count comparison sees records that depend on which process wrote them."""
+    real, parent = batch.as_strings, os.getpid()  # workers=2 forks: the broken copy adds 1 there only
+    monkeypatch.setattr(batch, "as_strings", lambda values: real(values + (os.getpid() != parent)))
+    trees = trees_by_workers(odd_grit, tmp_path)
+    assert trees[0] != trees[1]
