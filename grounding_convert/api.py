@@ -78,7 +78,7 @@ class ConvertOptions:
     language: str | None = None
     embed_images: bool = False
     turns: int = 1  # qwen-vl, cogvlm: up to N records of one image and task packed into one conversation
-    layout: str | None = None  # conversation writers: native, llamafactory or ms-swift
+    layout: str | None = None  # conversation writers: native, llamafactory, ms-swift or ms-swift-objects
     resize_profile: str | None = None  # qwen2.5-vl: named trainer resize defaults
     min_pixels: int | None = None  # qwen2.5-vl: explicit smart_resize settings
     max_pixels: int | None = None

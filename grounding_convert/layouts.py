@@ -11,6 +11,9 @@ packing and hands the writer's own record back to the writer, so ``validate`` st
   beside the shards (``formatting: sharegpt``, ``columns``, ``tags``) naming each shard.
 * ``ms-swift``: modelscope/ms-swift ``3602360a5`` ``docs/source_en/Customization/Custom-dataset.md``: the same
   ``messages`` + ``images``, read by ``swift sft --dataset <file>``.
+* ``ms-swift-objects``: ms-swift's generic grounding format (``<ref-object>``/``<bbox>`` placeholders and an
+  ``objects`` column of pixel boxes that ms-swift spells for the model): not a re-packing of the writer's text
+  but records of their own, :mod:`grounding_convert.swift_objects`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pyarrow as pa
 from .errors import RecordError, UsageError
 from .writers.base import COMMON_FIELDS, Decoded, Writer
 
-LAYOUTS = ("native", "llamafactory", "ms-swift")
+LAYOUTS = ("native", "llamafactory", "ms-swift", "ms-swift-objects")
 IMAGE_TOKEN = "<image>"
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
@@ -34,7 +37,7 @@ class LaidOut:
     conversation = None  # --turns packs native conversations only (make_job refuses --turns with --layout)
 
     def __init__(self, writer: Writer, layout: str):
-        if layout not in LAYOUTS[1:]:
+        if layout not in ("llamafactory", "ms-swift"):
             raise UsageError(f"unknown --layout {layout!r} (layouts: {', '.join(LAYOUTS)})")
         if writer.conversation is None:
             raise UsageError(f"--layout {layout} packs conversation records; writer {writer.name!r} has none")
@@ -84,27 +87,9 @@ class LaidOut:
 
     def unpack(self, record: dict[str, Any]) -> dict[str, Any]:
         """The writer's own record back from a packed one (checks the placeholder count on the way)."""
-        messages, images = record.get("messages"), record.get("images")
-        if not (isinstance(messages, list) and len(messages) == 2 and isinstance(images, list)):
-            raise RecordError("missing-key", f"record {record.get('id')!r} needs two 'messages' and an 'images' list")
-        user, assistant = messages
-        if not (isinstance(user, dict) and user.get("role") == "user" and isinstance(user.get("content"), str)):
-            raise RecordError("wrong-type", f"record {record.get('id')!r}: expected a 'user' message, got {user!r}")
-        if not (
-            isinstance(assistant, dict)
-            and assistant.get("role") == "assistant"
-            and isinstance(assistant.get("content"), str)
-        ):
-            raise RecordError(
-                "wrong-type", f"record {record.get('id')!r}: expected an 'assistant' message, got {assistant!r}"
-            )
-        placeholders = user["content"].count(IMAGE_TOKEN) + assistant["content"].count(IMAGE_TOKEN)
-        if placeholders != len(images) or not user["content"].startswith(IMAGE_TOKEN):
-            raise RecordError(
-                "bad-record", f"record {record.get('id')!r}: {placeholders} {IMAGE_TOKEN} for {len(images)} image(s)"
-            )
+        prompt, reply = message_texts(record)
         native = {k: v for k, v in record.items() if k not in ("messages", "images")}
-        return self.writer.native(native, user["content"][len(IMAGE_TOKEN) :], assistant["content"])
+        return self.writer.native(native, prompt, reply)
 
     def companion_files(self, shards: list[dict[str, Any]], job: dict[str, Any]) -> dict[str, bytes]:
         files = dict(getattr(self.writer, "companion_files", lambda *_: {})(shards, job))
@@ -137,5 +122,34 @@ def dataset_info(shards: list[dict[str, Any]], job: dict[str, Any]) -> dict[str,
     return entries
 
 
-def laid_out(writer: Writer, layout: str) -> Writer | LaidOut:
+def message_texts(record: dict[str, Any]) -> tuple[str, str]:
+    """(user text after its leading ``<image>``, assistant text) of a two-message, one-image record."""
+    messages, images = record.get("messages"), record.get("images")
+    if not (isinstance(messages, list) and len(messages) == 2 and isinstance(images, list)):
+        raise RecordError("missing-key", f"record {record.get('id')!r} needs two 'messages' and an 'images' list")
+    texts = []
+    for message, role in zip(messages, ("user", "assistant"), strict=True):
+        if not (isinstance(message, dict) and message.get("role") == role and isinstance(message.get("content"), str)):
+            raise RecordError(
+                "wrong-type", f"record {record.get('id')!r}: expected a {role!r} message, got {message!r}"
+            )
+        texts.append(message["content"])
+    user, reply = texts
+    placeholders = user.count(IMAGE_TOKEN) + reply.count(IMAGE_TOKEN)
+    if placeholders != len(images) or len(images) != 1 or not user.startswith(IMAGE_TOKEN):
+        raise RecordError(
+            "bad-record", f"record {record.get('id')!r}: {placeholders} {IMAGE_TOKEN} for {len(images)} image(s)"
+        )
+    return user[len(IMAGE_TOKEN) :], reply
+
+
+def laid_out(cls: type[Writer], options: Any, given: Any = ()) -> Writer | LaidOut:
+    """The ``cls`` writer with these options, packed by the layout they name (``given``: the option names set
+    explicitly; ms-swift-objects refuses the writer's own box options)."""
+    layout = getattr(options, "layout", "native")
+    if layout == "ms-swift-objects":
+        from .swift_objects import SwiftObjects
+
+        return SwiftObjects(cls, options, given)
+    writer = cls(options)
     return writer if layout == "native" else LaidOut(writer, layout)

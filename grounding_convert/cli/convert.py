@@ -116,7 +116,11 @@ def convert_command(
         str, Opt(help="With --image-root, an image whose real size differs: reject, rescale (the boxes) or trust.")
     ] = D.size_mismatch,
     layout: Annotated[
-        str | None, Opt(help="Conversation writers: native, llamafactory (+ dataset_info.json) or ms-swift records.")
+        str | None,
+        Opt(
+            help="Conversation writers: native, llamafactory (+ dataset_info.json), ms-swift records, or "
+            "ms-swift-objects (<ref-object>/<bbox> + objects pixel boxes that ms-swift spells for the model)."
+        ),
     ] = None,
     resize_profile: Annotated[
         str | None,

@@ -355,7 +355,7 @@ class RecordsReader(Reader):
     def _caption(
         writer: Writer, record: dict[str, Any], decoded: list[Decoded]
     ) -> tuple[str, list[tuple[Entity, list[Box]]]] | None:
-        untag = UNTAGGERS.get(writer.name)
+        untag = getattr(writer, "caption_entities", None) or UNTAGGERS.get(writer.name)  # ms-swift-objects
         if untag is None:
             return None
         text, entities = untag(record)

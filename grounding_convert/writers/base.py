@@ -65,7 +65,7 @@ class ConversationLayout:
 class ConversationOptions(WriterOptions):
     """Options of writers whose records are conversations (they can be packed by a trainer layout)."""
 
-    layout: Literal["native", "llamafactory", "ms-swift"] = "native"  # grounding_convert/layouts.py
+    layout: Literal["native", "llamafactory", "ms-swift", "ms-swift-objects"] = "native"  # grounding_convert/layouts.py
 
 
 @dataclass(slots=True)
@@ -176,13 +176,12 @@ class Writer(ABC):
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Writer:
         """The writer for these options; a conversation writer with ``layout`` set comes packed by that layout."""
-        writer = cls(build_options(cls.Options, values, owner=f"writer {cls.name!r}"))
-        layout = getattr(writer.options, "layout", "native")
-        if layout != "native":
+        options = build_options(cls.Options, values, owner=f"writer {cls.name!r}")
+        if getattr(options, "layout", "native") != "native":
             from ..layouts import laid_out
 
-            return laid_out(writer, layout)  # type: ignore[return-value]
-        return writer
+            return laid_out(cls, options, tuple(values))  # type: ignore[return-value]
+        return cls(options)
 
     def make_convention(self) -> Convention | None:
         """The convention these options select (a writer whose options change it overrides this)."""
