@@ -30,7 +30,8 @@ def validate_command(
         if source is not None:
             typer.echo(
                 f"compared {report.boxes_checked:,} boxes with {source}: worst error {report.worst_pixels:.3f}px "
-                f"= {report.worst_steps:.3f} quantization steps ({report.worst_record})"
+                f"= {report.worst_steps:.3f} quantization steps"
+                + (f" ({report.worst_record})" if report.worst_record else "")  # none when every box is exact
             )
         if report.ok:
             typer.secho("valid", fg=typer.colors.GREEN)
