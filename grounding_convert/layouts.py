@@ -18,13 +18,20 @@ packing and hands the writer's own record back to the writer, so ``validate`` st
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import RecordError, UsageError
+from .writers import batch
 from .writers.base import COMMON_FIELDS, Decoded, Writer
+from .writers.convention import Conversation
 
 LAYOUTS = ("native", "llamafactory", "ms-swift", "ms-swift-objects")
 IMAGE_TOKEN = "<image>"
@@ -55,11 +62,67 @@ class LaidOut:
             COMMON_FIELDS + [("messages", MESSAGES), ("images", pa.list_(pa.string()))] + self.extra_fields()
         )
 
+    # --- the columnar path: the writer's own, with the messages as the conversation ----------------------
+
+    @cached_property
+    def _messages_writer(self) -> Writer:
+        """The writer with ``messages`` as its conversation: role/content keys and ``<image>`` as the head, so
+        its columnar path (writers/batch.py) builds this layout's messages column itself."""
+        proxy = copy.copy(self.writer)
+        proxy.convention = replace(
+            self.writer.convention, layout=Conversation(("role", "content"), ("user", "assistant"), IMAGE_TOKEN)
+        )
+        return proxy
+
     def batch_ready(self, tasks: Any) -> bool:
-        return False
+        """The writer's columnar path, unless a phrasing holds ``<image>`` (every such record is refused, per
+        record, with the reason)."""
+        if not self.writer.batch_ready(tasks):
+            return False
+        convention = self.writer.convention
+        for task in tasks:
+            if task not in batch.COLUMNAR_TASKS:
+                continue
+            pieces = [p for pair in batch.template_pairs(self.writer, task) for p in pair]
+            pieces += [p for p in convention.answer(task) if isinstance(p, str)]
+            if any(IMAGE_TOKEN in piece for piece in pieces):
+                return False
+        return True
 
     def batchable(self, sample: Any) -> bool:
-        return False
+        """The writer's batchable samples whose text and phrases hold no ``<image>`` (per record: refused)."""
+        if not self.writer.batchable(sample) or IMAGE_TOKEN in sample.text:
+            return False
+        return not any(IMAGE_TOKEN in region.phrase for region in sample.regions)
+
+    def render_batch(self, samples: Any, tasks: Any, seed: int) -> Any:
+        """The writer's columnar records with the messages as the conversation, plus ``images``."""
+        result = self._messages_writer.render_batch(samples, tasks, seed)
+        if isinstance(result, list):
+            return result
+        rendered = result.batch
+        stray = self._stray_image_tokens(rendered.column("conversations"), result.per_sample)
+        if stray:
+            return stray
+        image = rendered.column("image")
+        images = pa.ListArray.from_arrays(pa.array(np.arange(len(image) + 1, dtype=np.int32)), image)
+        arrays = [rendered.column(name) for name, _ in COMMON_FIELDS]
+        arrays += [rendered.column("conversations"), images]
+        arrays += [rendered.column(name) for name, _ in self.extra_fields()]
+        return replace(result, batch=pa.RecordBatch.from_arrays(arrays, schema=self.schema()))
+
+    @staticmethod
+    def _stray_image_tokens(messages: pa.Array, per_sample: list[dict[str, int]]) -> list[int]:
+        """Samples with a record whose messages hold ``<image>`` anywhere but at the head of the user turn
+        (a phrase and a phrasing meeting to spell it): the per-record path refuses them, with the reason."""
+        hits = pc.count_substring(messages.flatten().field("content"), IMAGE_TOKEN).to_numpy(zero_copy_only=False)
+        expected = np.tile(np.array([1, 0]), len(messages))
+        if len(hits) == len(expected) and (hits == expected).all():
+            return []
+        per_record = np.repeat(np.arange(len(per_sample)), [sum(counts.values()) for counts in per_sample])
+        offsets = messages.offsets.to_numpy() - messages.offsets[0].as_py()
+        bad = [r for r in range(len(messages)) if hits[offsets[r] : offsets[r + 1]].tolist() != [1, 0]]
+        return sorted({int(per_record[r]) for r in bad})
 
     def render(self, sample: Any, task: str, seed: int) -> list[dict[str, Any]]:
         return [self.pack(r) for r in self.writer.render(sample, task, seed)]

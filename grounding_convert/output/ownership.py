@@ -82,6 +82,8 @@ def check_separate(input_url: str, local_input: str, input_files: list, output_u
         raise UsageError(
             f"--output {output_url} contains the input {input_url}; choose an output folder outside the input"
         )
+    if in_fs == "file" and not os.path.lexists(out):
+        return  # ``out`` is resolved: an input file's real path can only lie under an output that exists
     local_root = os.path.realpath(local_input)
     folders: dict[str, str] = {}
     for file in input_files:

@@ -193,7 +193,7 @@ def render(writer: Writer, samples: Sequence[Sample], tasks: Sequence[str], seed
         for where, regions in zip(flat.region_of, captioned, strict=True):
             spelled[[where[id(r)] for r in regions]] = True
     tokens, box_tokens = spell_regions(writer, flat, spelled, refused)
-    sized = size_columns(writer, flat, refused)
+    sized = size_columns(writer, flat, refused, spelled)
     for s, regions in enumerate(captioned):
         text = samples[s].text
         if any(not (0 <= r.span[0] < r.span[1] <= len(text)) for r in regions):
@@ -229,14 +229,15 @@ def render(writer: Writer, samples: Sequence[Sample], tasks: Sequence[str], seed
     return RenderedBatch(records, per_sample, flat.boxes, flat.box_sample)
 
 
-def size_columns(writer: Writer, flat: FlatSamples, refused: set[int]) -> dict[str, pa.Array]:
-    """The grid's size columns per sample (Qwen2.5-VL's resized size); a size it refuses refuses the sample."""
+def size_columns(writer: Writer, flat: FlatSamples, refused: set[int], spelled: np.ndarray) -> dict[str, pa.Array]:
+    """The grid's size columns per sample (a resized-pixel grid's resized width and height); a size it
+    refuses refuses the sample, if it has records (a region the tasks spell: ``spelled``)."""
     grid = writer.convention.grid
     if not grid.columns:
         return {}
     known: dict[tuple[int, int], tuple[tuple[str, int], ...] | None] = {}
     rows = []
-    recorded = set(flat.region_sample.tolist())  # a sample without grounded regions has no records to refuse
+    recorded = set(flat.region_sample[spelled].tolist())  # a sample without records has nothing to refuse
     for s, size in enumerate(zip(flat.widths.tolist(), flat.heights.tolist(), strict=True)):
         if s not in recorded:
             rows.append([0] * len(grid.columns))

@@ -192,3 +192,42 @@ def test_interleaved_splits_lose_no_sample(tmp_path, monkeypatch):
     job = make_job(input=str(root / "refcoco"), output=str(tmp_path / "again"), writer="qwen-vl", reader="refcoco")
     tally = convert(job, RunOptions(progress=False)).tally
     assert tally.read == tally.written > 0
+
+
+@pytest.fixture(scope="module")
+def image_token_grit(tmp_path_factory) -> Path:
+    """GRIT rows, one of whose captions holds the trainers' ``<image>`` placeholder in a grounded phrase."""
+    root = tmp_path_factory.mktemp("grit-image-token")
+    rng = random.Random(8)
+    rows = [synth_grit.make_record(rng, i, 2 * 10**12 + i) for i in range(1500)]
+    rows[700]["caption"] = "an <image> of a dog"
+    rows[700]["noun_chunks"] = [[3, 10, 0.1, 0.1, 0.5, 0.5, 0.9]]
+    for row in rows:
+        for field in ("noun_chunks", "ref_exps"):
+            row[field] = [[float(v) for v in chunk] for chunk in row[field]]
+    pq.write_table(pa.Table.from_pylist(rows, schema=synth_grit.SCHEMA), root / "coyo_0_snappy.parquet")
+    return root
+
+
+@pytest.mark.parametrize(
+    "writer, options",
+    [
+        ("qwen-vl", {"layout": "llamafactory"}),
+        ("qwen2.5-vl", {"layout": "ms-swift", "resize_profile": "hf"}),
+        ("internvl", {"layout": "llamafactory"}),
+    ],
+)
+def test_trainer_layouts_batched_equal_per_record(image_token_grit, tmp_path, monkeypatch, writer, options):
+    """--layout takes the columnar path too; the record holding <image> is refused the same way on both."""
+    calls = []
+    real = pipeline._Converter._render_batch
+    monkeypatch.setattr(pipeline._Converter, "_render_batch", lambda self, s: calls.append(len(s)) or real(self, s))
+    batched, per_record = run_both(
+        monkeypatch, tmp_path, writer, input=str(image_token_grit), reader="grit", format="jsonl",
+        writer_options=options, max_records_per_shard=1100,
+    )  # fmt: skip
+    assert batched == per_record
+    assert sum(calls) >= 1499  # the batched run took the columnar path for every plain sample
+    manifest = orjson.loads(batched["manifest.json"])
+    assert manifest["counts"]["reject_reasons"] == {"render-failed": 1}
+    assert ("dataset_info.json" in batched) == (options["layout"] == "llamafactory")

@@ -33,6 +33,13 @@ VARIANTS = [
     ("qwen-vl", {"language": "mixed", "image_prefix": "/data/grit/"}),
     ("cogvlm", {"language": "zh"}),
     ("ofa", {"language": "zh"}),
+    # trainer layouts (layouts.py) take the writer's columnar path with messages as the conversation
+    ("qwen-vl", {"layout": "llamafactory"}),
+    ("qwen2-vl", {"layout": "ms-swift", "language": "mixed"}),
+    ("qwen2.5-vl", {"resize_profile": "llamafactory", "layout": "llamafactory"}),
+    ("qwen3-vl", {"layout": "ms-swift"}),
+    ("internvl", {"layout": "llamafactory", "image_prefix": "/data/grit/"}),
+    ("cogvlm", {"layout": "ms-swift"}),
 ]
 
 
@@ -247,3 +254,22 @@ def test_column_normalizers_equal_their_python_reference(texts):
 def test_two_decimals_equals_python_formatting(values):
     array = np.array(values, dtype=np.float64)
     assert batch.two_decimals(array).to_pylist() == [f"{v:.2f}" for v in array]
+
+
+def test_layouts_hand_back_samples_whose_records_spell_image_tokens():
+    """A record whose messages hold <image> beyond the user turn's head sends its sample to the per-record
+    path (which refuses it with the reason); the others stay in the batch."""
+    from grounding_convert.layouts import LaidOut
+
+    turn = pa.struct([("role", pa.string()), ("content", pa.string())])
+    rows = [
+        [{"role": "user", "content": "<image>find a dog"}, {"role": "assistant", "content": "x"}],  # sample 0
+        [{"role": "user", "content": "<image>a <image> dog"}, {"role": "assistant", "content": "x"}],  # sample 1
+        [{"role": "user", "content": "<image>find"}, {"role": "assistant", "content": "ok"}],  # sample 1
+        [{"role": "user", "content": "<image>find"}, {"role": "assistant", "content": "an <image>"}],  # sample 2
+        [{"role": "user", "content": "<image>find"}, {"role": "assistant", "content": "fine"}],  # sample 3
+    ]
+    messages = pa.array(rows, pa.list_(turn))
+    per_sample = [{"rec": 1}, {"rec": 1, "reg": 1}, {"reg": 1}, {"grounded-caption": 1}]
+    assert LaidOut._stray_image_tokens(messages, per_sample) == [1, 2]
+    assert LaidOut._stray_image_tokens(messages.slice(4), per_sample[3:]) == []
