@@ -446,11 +446,16 @@ def _merge_spans(caption: str, chunks: list[tuple[int, int, list[float], float]]
     A span's boxes stay in chunk order; its score is the best of its chunks (never -0.0).
     """
     regions: list[Region] = []
-    last_end = -1
-    for start, end, pixel, score in chunks:  # the usual case: each chunk its own span, spans in order
+    last_start = last_end = -1
+    for start, end, pixel, score in chunks:  # the usual case: spans in order, a span's chunks next to each other
+        if start == last_start and end == last_end:  # another box of the same span
+            region = regions[-1]
+            region.boxes.append(pixel)
+            region.score = max(region.score or 0.0, score)
+            continue
         if start < last_end or end <= start:
             return _merge_shared_spans(caption, chunks)
-        last_end = end
+        last_start, last_end = start, end
         regions.append(Region(caption[start:end], (start, end), [pixel], None, score or 0.0))
     return regions
 

@@ -340,8 +340,8 @@ def test_array_pass_reads_exactly_what_the_row_path_reads(tmp_path_factory, data
 @settings(max_examples=500, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.integers(0, 12), st.integers(0, 12), st.floats(allow_nan=False, width=32)),
-        max_size=6,
+        st.tuples(st.sampled_from([0, 0, 3, 5, 9, 12]), st.sampled_from([0, 3, 5, 9, 12]), st.floats(width=32)),
+        max_size=8,
     )
 )
 def test_merge_spans_fast_path_equals_the_general_merge(raw):
@@ -349,5 +349,5 @@ def test_merge_spans_fast_path_equals_the_general_merge(raw):
     caption = "abcdefghijklmnop"
     chunks = [(a, b, [float(i), 0.0, 1.0, 1.0], score) for i, (a, b, score) in enumerate(raw) if a < b]
     fast, general = grit._merge_spans(caption, chunks), grit._merge_shared_spans(caption, chunks)
-    assert fast == general
+    assert repr(fast) == repr(general)  # repr: NaN scores compare equal too
     assert [repr(r.score) for r in fast] == [repr(r.score) for r in general]  # never -0.0 on either path
