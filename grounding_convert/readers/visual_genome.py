@@ -356,30 +356,29 @@ def _element(
         yield Reject("wrong-type", f"{name}: {label} id is not an integer", source, label, element)
         return
     for ordinal, item in enumerate(items):
-        item_label = f"{label} {kind[:-1]} #{ordinal}"
         try:
             if not isinstance(item, dict):
                 raise RecordError("wrong-type", "is not an object")
-            item_id = _first(item, "region_id", "object_id", "id")
-            if item_id is not None:
-                item_label = f"{label} {kind[:-1]} {item_id}"
-            for produced in convert(item, image_id, images):
-                if isinstance(produced, Note):
-                    produced.extra["source"] = source
-                yield produced
+            sample, clipped = convert(item, image_id, images)
         except RecordError as bad:
+            item_id = _first(item, "region_id", "object_id", "id") if isinstance(item, dict) else None
+            item_label = f"{label} {kind[:-1]} " + (f"#{ordinal}" if item_id is None else f"{item_id}")
             yield Reject(bad.reason, f"{name}: {item_label}: {bad.message}", source, item_label, item)
+            continue
+        if clipped:
+            yield Note("clipped-box", 1, {"sample_id": sample.id, "source": source})
+        yield sample
 
 
-def _region(item: dict[str, Any], image_id: Any, images: dict[int, ImageInfo]) -> Iterator[ReadItem]:
+def _region(item: dict[str, Any], image_id: Any, images: dict[int, ImageInfo]) -> tuple[Sample, bool]:
     region_id = _int(item, "region_id", "id")
     image_id = _image_id(item, image_id, "image_id", "image")
     text = _text(item.get("phrase"), "phrase")
     box = _xywh(item, ("width", "w"), ("height", "h"))
-    yield from _sample(image_id, region_id, text, None, box, images, {"image_id": image_id, "region_id": region_id})
+    return _sample(image_id, region_id, text, None, box, images, {"image_id": image_id, "region_id": region_id})
 
 
-def _object(item: dict[str, Any], image_id: Any, images: dict[int, ImageInfo]) -> Iterator[ReadItem]:
+def _object(item: dict[str, Any], image_id: Any, images: dict[int, ImageInfo]) -> tuple[Sample, bool]:
     object_id = _int(item, "object_id", "id")
     image_id = _image_id(item, image_id, "image_id")
     names = item.get("names")
@@ -399,7 +398,7 @@ def _object(item: dict[str, Any], image_id: Any, images: dict[int, ImageInfo]) -
         meta["synsets"] = "|".join(synsets)
     category = synsets[0] if synsets else None
     box = _xywh(item, ("w", "width"), ("h", "height"))
-    yield from _sample(image_id, object_id, text, category, box, images, meta)
+    return _sample(image_id, object_id, text, category, box, images, meta)
 
 
 def _sample(
@@ -410,7 +409,8 @@ def _sample(
     box: list[float],
     images: dict[int, ImageInfo],
     meta: dict[str, Any],
-) -> Iterator[ReadItem]:
+) -> tuple[Sample, bool]:
+    """The item's sample, and whether its box was clipped to the image (one clipped-box note)."""
     info = images.get(image_id)
     if info is None:
         raise RecordError("bad-size", f"image {image_id} is not in image_data.json, so its size is unknown")
@@ -418,13 +418,13 @@ def _sample(
         raise RecordError("bad-size", f"image {image_id} has no valid width/height in image_data.json")
     if boxes.is_empty(box):
         raise RecordError("empty-box", f"box {box} has no area")
-    if not boxes.is_inside(box, info.width, info.height):
-        clipped = boxes.clip(box, info.width, info.height)
-        if boxes.is_empty(clipped):
+    clipped = not boxes.is_inside(box, info.width, info.height)
+    if clipped:
+        inside = boxes.clip(box, info.width, info.height)
+        if boxes.is_empty(inside):
             raise RecordError("empty-box", f"box {box} lies outside the {info.width}x{info.height} image")
-        box = clipped
-        yield Note("clipped-box", 1, {"sample_id": visual_genome_id(image_id, record_id)})
-    yield Sample(
+        box = inside
+    sample = Sample(
         id=visual_genome_id(image_id, record_id),
         dataset="visual_genome",
         split=None,
@@ -433,6 +433,7 @@ def _sample(
         regions=[Region(phrase=text, span=(0, len(text)), boxes=[box], category=category)],
         meta=meta,
     )
+    return sample, clipped
 
 
 def _first(record: dict[str, Any], *keys: str) -> Any:
