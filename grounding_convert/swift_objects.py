@@ -66,6 +66,7 @@ from .writers.base import (
     WriterOptions,
     grounded_regions,
     ordered_spans,
+    pointing_candidates,
     record_rng,
     record_size,
 )
@@ -216,14 +217,7 @@ class SwiftObjects(Writer):
         if not any(r.role == "answer" and r.boxes for r in candidates):
             return []
         self._check_size(sample)
-        for region in candidates:
-            if len(region.boxes) != 1:
-                raise RecordError(
-                    "render-failed",
-                    f"sample {sample.id}: pointing candidate {region.phrase!r} has {len(region.boxes)} boxes "
-                    "(expected exactly one)",
-                )
-        answer = next(r for r in candidates if r.role == "answer")
+        candidates, answer = pointing_candidates(sample)
         question = self.plain(sample.text, sample, "question")
         name = self.plain(answer.phrase, sample, "phrase")
         boxes = self.real([r.boxes[0] for r in candidates] + answer.boxes)
@@ -273,12 +267,7 @@ class SwiftObjects(Writer):
         boxes: list[list[float]],
     ) -> dict[str, Any]:
         return {
-            "id": record_id,
-            "sample_id": sample.id,
-            "task": task,
-            "image": self.image_path(sample),
-            "width": sample.image.width,
-            "height": sample.image.height,
+            **self.common_values(sample, task, record_id),
             "messages": [{"role": "user", "content": IMAGE + prompt}, {"role": "assistant", "content": reply}],
             "images": [self.image_path(sample)],
             "objects": {"ref": refs, "bbox": boxes, "bbox_type": "real"},

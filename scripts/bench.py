@@ -8,8 +8,10 @@ then runs, each as a subprocess measured the same way:
 * ``baseline``: one process reads the same records from the same files with the same parsers the reader
   uses (pyarrow, ijson, ElementTree) and writes them, unconverted, as zstd Parquet in 2000-row groups;
 * ``convert -w1`` and ``convert -w2``: ``grounding-convert convert`` with 1 and 2 workers;
-* ``baseline again``: the baseline once more, so that "vs baseline" (relative to the mean of the two) does
-  not hang on one lucky or unlucky run of a shared machine.
+* ``baseline between`` (``--baselines around``, the default) and ``baseline again``: the baseline between
+  every two conversions and after the last, so that each conversion's "vs baseline" (relative to the mean
+  of the baselines just before and just after it) does not hang on the machine's speed minutes away: on
+  this shared machine kind one baseline ran 7.4 s and another 14.4 s in the same run.
 
 **records/s** = input records read (GRIT rows, VG regions, Flickr captions: the manifest's ``read``
 count, i.e. the reader's samples + rejects + filtered) ÷ wall seconds of the whole command, from process
@@ -312,7 +314,8 @@ def run_dataset(dataset: str, info: dict[str, Any], work: Path, args: argparse.N
             shutil.rmtree(out / "baseline")
 
     _warm(src)  # every run finds the input in the page cache (else the first one pays for the disk)
-    # before and after the conversions: on a shared machine one baseline alone can be lucky or unlucky
+    # before and after the conversions (and, with --baselines around, between every two): this machine's
+    # speed drifts within minutes, so each conversion is compared with the baselines run right beside it
     run_baseline("baseline")
     writers = args.writers if dataset == "grit" else args.writers[:1]  # VG and Flickr: one writer
     formats = args.formats if dataset == "grit" else args.formats[:1]
@@ -361,13 +364,22 @@ def run_dataset(dataset: str, info: dict[str, Any], work: Path, args: argparse.N
         rows.append(result)
         if not args.keep:
             shutil.rmtree(target)
+        if args.baselines == "around" and (writer, fmt, workers) != runs[-1]:
+            run_baseline("baseline between")
     run_baseline("baseline again")
-    baselines = [r for r in rows if r["run"].startswith("baseline")]
-    base = sum(r["read"] / r["seconds"] for r in baselines) / len(baselines)  # their mean records/s
     for row in rows:
         row["dataset"] = dataset
         row["records_per_s"] = row["read"] / row["seconds"]
-        row["vs_baseline"] = row["records_per_s"] / base
+    baselines = [r for r in rows if r["run"].startswith("baseline")]
+    overall = sum(r["records_per_s"] for r in baselines) / len(baselines)  # their mean records/s
+    for i, row in enumerate(rows):
+        if row["run"].startswith("baseline"):
+            row["vs_baseline"] = row["records_per_s"] / overall
+            continue
+        # the baselines just before and just after this run (with --baselines ends: the first and the last)
+        before = next(r for r in reversed(rows[:i]) if r["run"].startswith("baseline"))
+        after = next(r for r in rows[i + 1 :] if r["run"].startswith("baseline"))
+        row["vs_baseline"] = row["records_per_s"] / ((before["records_per_s"] + after["records_per_s"]) / 2)
     return rows
 
 
@@ -456,8 +468,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "records/s = input records read (GRIT rows, VG regions, Flickr captions) ÷ wall seconds of the "
         "whole command; the baseline reads the same files with the same parsers and writes the records "
-        'unconverted as zstd Parquet, once before and once after the conversions; "vs baseline" is '
-        "relative to the mean of the two.",
+        "unconverted as zstd Parquet, "
+        + (
+            'before, between and after the conversions; a conversion\'s "vs baseline" is relative to the mean of '
+            "the baselines run just before and just after it (a baseline's, to the mean of all baselines)."
+            if report.get("baselines", "ends") == "around"
+            else 'once before and once after the conversions; "vs baseline" is relative to the mean of the two.'
+        ),
         "",
         "| dataset | input | run | input records | output records | wall s | records/s | vs baseline "
         "| CPU s | peak RSS tree MB | peak RSS process MB |",
@@ -536,6 +553,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--formats", default="parquet,jsonl", help="GRIT runs each; VG/Flickr the first")
     parser.add_argument("--tasks", default=None, help="comma list (default: the writer's own tasks)")
     parser.add_argument("--workers", default="1,2", help="comma list of worker counts to run")
+    parser.add_argument(
+        "--baselines",
+        choices=("around", "ends"),
+        default="around",
+        help="a baseline between every two conversions, each compared with its neighbours (around), or only "
+        "before the first and after the last, each compared with their mean (ends)",
+    )
     parser.add_argument("--baseline-of", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-out", help=argparse.SUPPRESS)
@@ -561,6 +585,7 @@ def main(argv: list[str] | None = None) -> None:
         "formats": args.formats,
         "tasks": args.tasks,
         "scale": args.scale,
+        "baselines": args.baselines,
         "inputs": {},
         "rows": [],
     }

@@ -117,6 +117,19 @@ class RecordRandom:
             items[i], items[j] = items[j], items[i]
 
 
+def pointing_candidates(sample: Sample) -> tuple[list[Region], Region]:
+    """A pointing sample's candidates (region order) and its answer; each must hold exactly one box."""
+    candidates = [r for r in sample.regions if r.role in ("choice", "answer")]
+    for region in candidates:
+        if len(region.boxes) != 1:
+            raise RecordError(
+                "render-failed",
+                f"sample {sample.id}: pointing candidate {region.phrase!r} has {len(region.boxes)} boxes "
+                "(expected exactly one)",
+            )
+    return candidates, next(r for r in candidates if r.role == "answer")
+
+
 def sample_state(seed: int, sample_id: str) -> int:
     """64 bits of blake2b("{seed}\\0{sample id}"): the root of every random choice for one sample's records."""
     return int.from_bytes(hashlib.blake2b(f"{seed}\x00{sample_id}".encode(), digest_size=8).digest(), "big")
@@ -373,12 +386,9 @@ class Writer(ABC):
                 items.append(fill(item, {"label": label, "boxes": self.spell(sample, group)}))
         return listing.group[0] + listing.joiner.join(items) + listing.group[1]
 
-    def record(
-        self, sample: Sample, task: str, record_id: str, values: dict[str, str], sized: tuple[tuple[str, int], ...] = ()
-    ) -> dict[str, Any]:
-        """The record of ``values`` in the convention's layout, after the common columns (then ``sized``: the
-        grid's own size columns)."""
-        record = {
+    def common_values(self, sample: Sample, task: str, record_id: str) -> dict[str, Any]:
+        """The :data:`COMMON_FIELDS` of a record: every writer's and layout's records start with them."""
+        return {
             "id": record_id,
             "sample_id": sample.id,
             "task": task,
@@ -386,6 +396,13 @@ class Writer(ABC):
             "width": sample.image.width,
             "height": sample.image.height,
         }
+
+    def record(
+        self, sample: Sample, task: str, record_id: str, values: dict[str, str], sized: tuple[tuple[str, int], ...] = ()
+    ) -> dict[str, Any]:
+        """The record of ``values`` in the convention's layout, after the common columns (then ``sized``: the
+        grid's own size columns)."""
+        record = self.common_values(sample, task, record_id)
         layout = self.convention.layout
         if isinstance(layout, Conversation):
             head = layout.head

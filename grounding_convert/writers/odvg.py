@@ -96,12 +96,7 @@ class OdvgWriter(Writer):
         self, sample: Sample, task: str, record_id: str, grounding: dict | None, detection: dict | None
     ) -> dict[str, Any]:
         return {
-            "id": record_id,
-            "sample_id": sample.id,
-            "task": task,
-            "image": self.image_path(sample),
-            "width": sample.image.width,
-            "height": sample.image.height,
+            **self.common_values(sample, task, record_id),
             "filename": self.image_path(sample),
             "grounding": grounding,
             "detection": detection,

@@ -40,7 +40,15 @@ from typing import Any
 from .. import boxes
 from ..errors import RecordError
 from ..schema import Box, Sample
-from .base import ConversationOptions, Decoded, RecordRandom, Writer, conversation_turns, record_size
+from .base import (
+    ConversationOptions,
+    Decoded,
+    RecordRandom,
+    Writer,
+    conversation_turns,
+    pointing_candidates,
+    record_size,
+)
 from .convention import Convention, Conversation, Spelling, Tagging
 
 # int(v / size * 1000), clamped to 999: README.md L968 "[0, 1000)" + tokenization_qwen.py "%d" (truncation).
@@ -86,15 +94,7 @@ class QwenVlWriter(Writer):
     def render_pointing(self, sample: Sample, rng: RecordRandom) -> dict[str, str]:
         """The question, then every candidate's ``<box>`` (region order, ``", "``, no names that would give the
         answer away) → ``<ref>{answer name}</ref><box>…</box>`` (just the box when the name is empty)."""
-        candidates = [r for r in sample.regions if r.role in ("choice", "answer")]
-        for region in candidates:
-            if len(region.boxes) != 1:
-                raise RecordError(
-                    "render-failed",
-                    f"sample {sample.id}: pointing candidate {region.phrase!r} has {len(region.boxes)} boxes "
-                    "(expected exactly one)",
-                )
-        answer = next(r for r in candidates if r.role == "answer")
+        candidates, answer = pointing_candidates(sample)
         spelled = ", ".join(self.spell(sample, r.boxes) for r in candidates)
         question = self.check_markup(sample.text, sample, self._markup)
         prompt = self.prompt("pointing", rng, question=question, candidates=spelled)
