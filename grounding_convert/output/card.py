@@ -32,6 +32,24 @@ SOURCES = {
 }
 
 
+LAYOUT_NAMES = {"llamafactory": "LLaMA-Factory's sharegpt layout", "ms-swift": "ms-swift's layout"}
+
+
+def _spelled(identity: dict[str, Any]) -> str:
+    """How the boxes reached the records: the writer's spelling, in the trainer layout the options name."""
+    writer = identity["writer"]
+    layout = (identity.get("writer_options") or {}).get("layout", "native")
+    if layout == "ms-swift-objects":
+        return (
+            "written unrounded into ms-swift's `objects` column (`bbox_type: real`), with `<ref-object>`/`<bbox>` "
+            f"placeholders in the text, for ms-swift to spell as `{writer}` at training time"
+        )
+    spelled = f"spelled as `{writer}` does"
+    if layout == "native":
+        return spelled
+    return f"{spelled}, in {LAYOUT_NAMES.get(layout, layout)} (`messages` + `images`)"
+
+
 def render_card(job: dict[str, Any], tally: Tally, shards: list[dict[str, Any]]) -> str:
     identity = job["identity"]
     fmt = identity["format"]
@@ -60,7 +78,7 @@ def render_card(job: dict[str, Any], tally: Tally, shards: list[dict[str, Any]])
         "",
         SOURCES.get(identity["reader"], f"Read with the `{identity['reader']}` reader plugin."),
         "Boxes were converted to the canonical convention (absolute pixels of the original image, 0-based "
-        f"`[x1, y1, x2, y2]`) and then spelled as `{identity['writer']}` does; "
+        f"`[x1, y1, x2, y2]`) and then {_spelled(identity)}; "
         "`grounding-convert validate --source` re-checks that every decoded box is within one quantization step.",
         "",
         "## Options",

@@ -625,3 +625,21 @@ def test_no_placeholder_is_made_across_the_two_messages():
     record["objects"]["bbox"] = []
     with pytest.raises(RecordError, match="a rec record has one ref and its boxes"):
         objects_writer().parse(record)
+
+
+@pytest.mark.parametrize(
+    "layout, says",
+    [
+        ("ms-swift-objects", "written unrounded into ms-swift's `objects` column"),
+        ("llamafactory", "spelled as `qwen2-vl` does, in LLaMA-Factory's sharegpt layout"),
+        ("native", "spelled as `qwen2-vl` does;"),
+    ],
+)
+def test_dataset_card_says_how_the_boxes_were_written(flickr_excerpt, tmp_path, layout, says):
+    out = tmp_path / layout
+    job = make_job(
+        input=str(flickr_excerpt), output=str(out), writer="qwen2-vl", reader="flickr30k-entities", format="jsonl",
+        writer_options={"layout": layout}, limit=5,
+    )  # fmt: skip
+    convert(job, RunOptions(progress=False))
+    assert says in (out / "README.md").read_text()
