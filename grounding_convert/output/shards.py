@@ -204,7 +204,7 @@ class ShardSink:
 
     def _open(self) -> None:
         self._name = partition_shard_name(self.split, self.partition, self._part, self.fmt, self.group)
-        self._fh = self.store.open(tmp_name(self._name), "wb")
+        self._fh = self.store.open(tmp_name(self._name), "wb", hashed=True)
         if self.container.columnar:
             self._pq = pq.ParquetWriter(self._fh, self.schema, **PARQUET_OPTIONS)
         elif self.container.start:
@@ -238,6 +238,7 @@ class ShardSink:
             self._pq = None
         elif self.container.end:
             self._fh.write(self.container.end)
+        digest = getattr(self._fh, "digest", None)  # hashed as written: no second pass over the shard
         self._fh.close()
         self._fh = None
         self.store.rename(tmp_name(self._name), self._name)
@@ -247,7 +248,7 @@ class ShardSink:
                 file=self._name,
                 records=self._records,
                 bytes=self.store.size(self._name),
-                sha256=self.store.sha256(self._name),
+                sha256=digest.hexdigest() if digest is not None else self.store.sha256(self._name),
                 group=self.group,
             )
         )

@@ -49,11 +49,13 @@ class Store:
         with self.writing(rel):
             self.fs.makedirs(self.path(rel) if rel else self.root, exist_ok=True)
 
-    def open(self, rel: str, mode: str = "rb") -> IO[Any]:
+    def open(self, rel: str, mode: str = "rb", hashed: bool = False) -> IO[Any]:
+        """``hashed``: the returned writer keeps a sha256 of what it wrote (``.digest``, see :class:`_Guarded`)."""
         if "r" in mode:
             return self._open_file(self.path(rel), mode)
         with self.writing(rel):
-            return _Guarded(self._open_file(self.path(rel), mode), self.where(rel))
+            digest = hashlib.sha256() if hashed else None
+            return _Guarded(self._open_file(self.path(rel), mode), self.where(rel), digest)
 
     def _open_file(self, path: str, mode: str) -> IO[Any]:
         """The one place a file of the output is opened (the tests inject disk-full faults here)."""
@@ -123,8 +125,10 @@ class Store:
 class _Guarded:
     """A writable file whose write/flush/close errors name the file (pyarrow writes through it too)."""
 
-    def __init__(self, fh: IO[Any], where: str):
-        self._fh, self._where = fh, where
+    def __init__(self, fh: IO[Any], where: str, digest: Any = None):
+        # digest: a running hashlib object of every byte written (a shard's sha256 without reading it back);
+        # dropped (None) if the file is ever sought or written short, so the caller reads the file instead
+        self._fh, self._where, self.digest = fh, where, digest
 
     def _guard(self, call: Any, *args: Any) -> Any:
         try:
@@ -133,7 +137,17 @@ class _Guarded:
             raise OutputWriteError(self._where, describe_os_error(exc)) from exc
 
     def write(self, data: Any) -> int:
-        return self._guard(self._fh.write, data)
+        written = self._guard(self._fh.write, data)
+        if self.digest is not None:
+            if written is not None and written != memoryview(data).nbytes:
+                self.digest = None
+            else:
+                self.digest.update(data)
+        return written
+
+    def seek(self, *args: Any) -> int:
+        self.digest = None
+        return self._guard(self._fh.seek, *args)
 
     def flush(self) -> None:
         self._guard(self._fh.flush)

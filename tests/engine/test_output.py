@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import orjson
@@ -127,3 +128,26 @@ def test_shards_rotate_by_bytes(flickr_excerpt, tmp_path):
     assert [p.name for p in shards] == [f"test-{i:05d}-of-{n:05d}.jsonl" for i in range(n)]
     ds = load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))  # never a stale cache
     assert len(ds["test"]) == 996 + 2999 + 2999
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "json"])
+def test_manifest_sha256_is_the_shards_bytes(flickr_excerpt, tmp_path, fmt):
+    """Shards are hashed as they are written (no second pass): the digest must be the file's."""
+    run(flickr_excerpt, tmp_path / "out", fmt=fmt, max_records_per_shard=2000)
+    manifest = orjson.loads((tmp_path / "out" / "manifest.json").read_bytes())
+    assert len(manifest["shards"]) >= 3  # rotation: several files hashed
+    for shard in manifest["shards"]:
+        data = (tmp_path / "out" / shard["file"]).read_bytes()
+        assert shard["sha256"] == hashlib.sha256(data).hexdigest() and shard["bytes"] == len(data)
+
+
+def test_a_sought_file_is_hashed_by_reading_it_back(tmp_path):
+    from grounding_convert.output.storage import Store
+
+    store = Store(str(tmp_path))
+    with store.open("x.bin", "wb", hashed=True) as fh:
+        fh.write(b"abc")
+        fh.seek(0)
+        fh.write(b"z")
+        assert fh.digest is None  # the running digest no longer describes the file
+    assert store.sha256("x.bin") == hashlib.sha256(b"zbc").hexdigest()
