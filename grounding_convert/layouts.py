@@ -74,6 +74,9 @@ class LaidOut:
         )
         return proxy
 
+    def block_ready(self, tasks: Any) -> bool:
+        return False  # a reader's blocks come as samples (render_batch re-packs the writer's records)
+
     def batch_ready(self, tasks: Any) -> bool:
         """The writer's columnar path, unless a phrasing holds ``<image>`` (every such record is refused, per
         record, with the reason)."""

@@ -16,6 +16,7 @@ import traceback
 from contextlib import suppress
 from typing import Any
 
+import numpy as np
 import orjson
 
 from ..errors import Filtered, GroundingConvertError, Note, ReaderCrash, RecordError, Reject, StrictStop
@@ -24,7 +25,7 @@ from ..output.containers import Container, container_for
 from ..output.packing import Packer, packed_schema
 from ..output.shards import PARTS_DIR, ShardSink
 from ..output.storage import Store, tmp_name
-from ..readers.base import Partition
+from ..readers.base import Partition, SampleBlock
 from ..schema import Sample
 from ..writers.batch import RenderedBatch
 from .job import Job, parse_max_rejects
@@ -130,13 +131,20 @@ def _run(job: Job, partition: Partition, limit: int | None) -> dict[str, Any]:
 
     convert = _Converter(job, writer, partition, tally, sinks, reject, schema, store, container)
     convert.check_text = not reader.valid_unicode(partition)
+    # runs of plain samples as columns (SampleBlock), where nothing needs a sample object: no size check,
+    # no --limit to stop at, and a writer that renders them as they are
+    blocks = convert.blocks_ready() and limit is None
     try:
-        for item in reader.read(partition):
+        for item in reader.read_blocks(partition) if blocks else reader.read(partition):
             if isinstance(item, Sample):  # by far the most common item: test it first
                 if limit is not None and tally.read >= limit:
                     break
                 tally.count_read(item.split)
                 convert(item)
+                continue
+            if isinstance(item, SampleBlock):
+                tally.notes.update(item.notes)
+                convert.block(item)
                 continue
             if isinstance(item, Note):
                 tally.notes[item.what] += item.count
@@ -253,6 +261,39 @@ class _Converter:
         if pending:
             self.flush()
         self.render_one(sample)
+
+    def blocks_ready(self) -> bool:
+        return self.batchable is not None and self.size_check is None and self.writer.block_ready(self.tasks)
+
+    def block(self, block: SampleBlock) -> None:
+        """A reader's block: rendered from its columns when every sample would have gone to the columnar
+        path and none is refused; else sample by sample, exactly as :meth:`Reader.read` gives them."""
+        ids = block.ids
+        plain = (
+            (not self.wanted or block.split == self.wanted)
+            and not (self.check_text and unencodable_block(block))
+            and self.seen.isdisjoint(ids)
+            and len(set(ids)) == len(ids)
+            and self.writer.block_batchable(block)
+        )
+        result = self._render_block(block) if plain else None
+        if not isinstance(result, RenderedBatch):
+            for sample in block.samples():
+                self.tally.count_read(sample.split)
+                self(sample)
+            return
+        self.flush()  # the samples waiting for a batch come first
+        self.tally.count_read_many(block.split, len(block))
+        self.seen.update(ids)
+        sizes = np.asarray(block.widths, dtype=np.int64) * np.asarray(block.heights, dtype=np.int64)
+        region_counts = np.bincount(np.asarray(block.region_sample, dtype=np.int64), minlength=len(block))
+        self._write_rendered(block.split, result, block.texts, region_counts, sizes)
+
+    def _render_block(self, block: SampleBlock) -> RenderedBatch | list[int] | None:
+        try:
+            return self.writer.render_block(block, self.tasks, self.seed)
+        except Exception:  # a writer bug: the samples take the usual paths (which reject what is bad)
+            return None
 
     def _render_batch(self, samples: list[Sample]) -> RenderedBatch | list[int]:
         """The writer's columnar path; should it fail, every sample is handed back to the per-record path."""
@@ -372,19 +413,30 @@ class _Converter:
                 self.render_one(sample)
 
     def _write_batch(self, samples: list[Sample], result: RenderedBatch) -> None:
+        texts = [s.text for s in samples]
+        region_counts = [len(s.regions) for s in samples]
+        sizes = [(s.image.width or 0) * (s.image.height or 0) for s in samples]
+        self._write_rendered(samples[0].split, result, texts, region_counts, sizes)
+
+    def _write_rendered(self, split: str | None, result: RenderedBatch, texts: list[str], region_counts: Any,
+                        sizes: Any) -> None:  # fmt: skip
+        """A rendered batch to its split's shards, counted (samples of one split: their texts, numbers of
+        regions and image areas for the tally's histograms)."""
         tally, examples = self.tally, self.tally.examples
         row = 0
-        for sample, per_task in zip(samples, result.per_sample, strict=True):
+        for per_task in result.per_sample:
             if not per_task:
-                tally.count_filtered(sample.split, "no-task-applies")
+                tally.count_filtered(split, "no-task-applies")
                 continue
             if len(examples) < len(self.tasks):
                 for task, count in per_task.items():  # tasks in job order, as the records are
                     if task not in examples:
                         examples[task] = result.batch.slice(row, 1).to_pylist()[0]
                     row += count
-        tally.count_written_many(samples, result.per_sample, result.boxes, result.box_sample)
-        self.sink(samples[0].split, "").add_batch(result.batch)
+        tally.count_written_columns(
+            split, texts, region_counts, sizes, result.per_sample, result.boxes, result.box_sample
+        )
+        self.sink(split, "").add_batch(result.batch)
 
     def sink(self, split: str | None, group: str) -> ShardSink:
         """The shard sink of a split and container file group (opened on its first record)."""
@@ -403,6 +455,18 @@ class _Converter:
                 group,
             )
         return sink
+
+
+def unencodable_block(block: SampleBlock) -> bool:
+    """Whether any string of a block's samples is one :func:`unencodable_text` would name (then its samples
+    go one by one, and that one is rejected).  Whole lists at once: almost every string is ASCII."""
+    for strings in (block.ids, block.texts, block.files, block.image_ids, block.phrases, block.strings):
+        if "".join(strings).isascii():
+            continue
+        if any(not text.isascii() and not _encodes(text) for text in strings):
+            return True
+    split = block.split
+    return split is not None and not split.isascii() and not _encodes(split)
 
 
 def unencodable_text(sample: Sample) -> str | None:

@@ -117,10 +117,33 @@ class Tally:
         ``boxes`` are every box of the samples (n × 4), ``box_sample`` the sample each belongs to; the
         same buckets come out as from the per-sample loop (``searchsorted`` left is ``bisect_left``).
         """
+        if not any(per_sample):
+            return
+        self.count_written_columns(
+            samples[0].split,
+            [s.text for s in samples],
+            [len(s.regions) for s in samples],
+            [(s.image.width or 0) * (s.image.height or 0) for s in samples],
+            per_sample,
+            boxes,
+            box_sample,
+        )
+
+    def count_written_columns(
+        self,
+        split_name: str | None,
+        texts: list[str],
+        region_counts: Any,
+        sizes: Any,
+        per_sample: list[dict[str, int]],
+        boxes: np.ndarray,
+        box_sample: np.ndarray,
+    ) -> None:
+        """:meth:`count_written_many` from columns: each sample's text, number of regions and image area."""
         written = [i for i, per_task in enumerate(per_sample) if per_task]
         if not written:
             return
-        key = samples[written[0]].split or UNSPLIT_KEY
+        key = split_name or UNSPLIT_KEY
         split = self._split(key)
         tasks = self.records.setdefault(key, Counter())
         self.written += len(written)
@@ -128,17 +151,21 @@ class Tally:
         for i in written:
             for task, n in per_sample[i].items():
                 tasks[task] += n
-        words = [len(samples[i].text.split()) for i in written]
+        words = [len(texts[i].split()) for i in written]
         _add_buckets(self.text_words, np.array(words, dtype=np.float64), WORD_BUCKETS, _WORD_LABELS)
-        regions = [len(samples[i].regions) for i in written]
-        _add_buckets(self.regions_per_sample, np.array(regions, dtype=np.float64), REGION_BUCKETS, _REGION_LABELS)
-        keep = np.zeros(len(samples), dtype=bool)
+        regions = np.asarray(region_counts, dtype=np.float64)[written]
+        _add_buckets(self.regions_per_sample, regions, REGION_BUCKETS, _REGION_LABELS)
+        keep = np.zeros(len(texts), dtype=bool)
         keep[written] = True
-        sizes = np.array([(s.image.width or 0) * (s.image.height or 0) for s in samples], dtype=np.float64)
+        sizes = np.asarray(sizes, dtype=np.float64)
         chosen = keep[box_sample] & (sizes[box_sample] > 0)
         b = boxes[chosen]
         areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / sizes[box_sample[chosen]]
         _add_buckets(self.box_area, areas, AREA_BUCKETS, _AREA_LABELS)
+
+    def count_read_many(self, split: str | None, n: int) -> None:
+        self.read += n
+        self._split(split)["read"] += n
 
     def count_rejected(self, split: str | None, reason: str) -> None:
         self.rejected += 1

@@ -25,6 +25,44 @@ from ..schema import Sample
 ReadItem = Sample | Reject | Filtered | Note
 
 
+@dataclass
+class SampleBlock:
+    """Consecutive plain samples of one split as columns: what a reader hands the pipeline's columnar path
+    instead of one :class:`Sample` object per record (``Reader.read_blocks``).
+
+    Every sample has an integer size > 0, a non-empty text and regions whose spans are in text order and do
+    not overlap, each with one or more boxes and no role; ``sample(i)`` builds the very :class:`Sample`
+    ``Reader.read`` would have yielded, for the samples that leave the columnar path.  ``notes`` are the
+    counts of the notes ``read`` would have yielded for these samples.
+    """
+
+    split: str | None
+    ids: list[str]
+    texts: list[str]
+    files: list[str]  # image.file
+    image_ids: list[str | None]  # image.id
+    widths: Any  # numpy int64 per sample
+    heights: Any
+    region_sample: Any  # numpy int64 per region: its sample
+    phrases: list[str]
+    starts: Any  # numpy int64 per region: its span
+    ends: Any
+    region_boxes: Any  # numpy int32 offsets into boxes, one more than regions
+    boxes: Any  # numpy float64 (boxes, 4)
+    notes: dict[str, int]
+    make: Any  # (i) -> Sample
+    strings: list[str] = field(default_factory=list)  # the samples' other strings (urls...), for the UTF-8 check
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def sample(self, i: int) -> Sample:
+        return self.make(i)
+
+    def samples(self) -> list[Sample]:
+        return [self.make(i) for i in range(len(self.ids))]
+
+
 @dataclass(frozen=True, slots=True)
 class Partition:
     """A small, picklable description of one independent slice of the input.
@@ -69,6 +107,11 @@ class Reader(ABC):
     @abstractmethod
     def read(self, partition: Partition) -> Iterator[ReadItem]:
         """Yield the samples (and rejects, filtered markers, notes) of one partition, in a stable order."""
+
+    def read_blocks(self, partition: Partition) -> Iterator[ReadItem | SampleBlock]:
+        """:meth:`read`, with runs of plain samples as :class:`SampleBlock` where the reader can make them
+        without a Python object per sample (GRIT parquet); the same samples, in the same order."""
+        return self.read(partition)
 
     @classmethod
     def detect(cls, path: str) -> bool:

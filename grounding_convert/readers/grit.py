@@ -24,6 +24,7 @@ import math
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +39,7 @@ from ..errors import Filtered, InputFileError, Note, RecordError, Reject
 from ..option_types import MIN_SCORE, PER_PARTITION, bounded
 from ..safe_paths import UnsafePath, safe_relative
 from ..schema import ImageRef, Region, Sample, grit_id
-from .base import Partition, Reader, ReaderOptions, ReadItem
+from .base import Partition, Reader, ReaderOptions, ReadItem, SampleBlock
 
 SPAN_FIELDS = {"noun-chunks": "noun_chunks", "ref-exps": "ref_exps"}
 COLUMNS = [
@@ -119,7 +120,13 @@ class GritReader(Reader):
         else:
             yield from self._read_tar(partition)
 
-    def _read_parquet(self, partition: Partition) -> Iterator[ReadItem]:
+    def read_blocks(self, partition: Partition) -> Iterator[ReadItem | SampleBlock]:
+        """Parquet rows the array pass vouches for come as :class:`SampleBlock` runs (no object per row)."""
+        if partition.params["layout"] == "parquet":
+            return self._read_parquet(partition, blocks=True)
+        return self.read(partition)
+
+    def _read_parquet(self, partition: Partition, blocks: bool = False) -> Iterator[ReadItem | SampleBlock]:
         source, params = partition.source, partition.params
         field = SPAN_FIELDS[self.options.spans]
         try:
@@ -140,19 +147,34 @@ class GritReader(Reader):
                 get = columns_py.get
                 ids, captions = get("id", nones), get("caption", nones)
                 widths, heights = get("width", nones), get("height", nones)
-                prepared = (
-                    _prepared_regions(batch.column(field), captions, widths, heights, self.options.min_score)
+                statuses = get("status")
+                downloaded = statuses is not None
+                arrays = (
+                    _chunk_arrays(batch.column(field), captions, widths, heights, self.options.min_score)
                     if field in names
-                    else nones
+                    else None
                 )
+                simple = _simple_rows(arrays, ids, captions) if blocks and arrays and not downloaded else None
+                prepared = _prepared_regions(arrays, captions, simple) if arrays else nones
                 chunks = _LazyColumn(batch.column(field)) if field in names else nones
                 cols = [columns_py[name] if name != field else chunks for name in names]
                 keys, urls = get("key", nones), get("url", nones)
                 b32, l14 = get(META_KEYS[0], nones), get(META_KEYS[1], nones)
-                statuses = get("status")
-                downloaded = statuses is not None
                 ow, oh = get("original_width", nones), get("original_height", nones)
+                # a run of rows the array pass vouches for entirely: one block, no object per row; a row of
+                # it is built (by the row path) only if it leaves the columnar path
+                make = partial(
+                    self._row_sample, arrays, field, ids, captions, widths, heights, b32, l14, keys, urls, ow, oh
+                )
+                runs = dict(_runs(simple)) if simple is not None else {}
+                in_run = simple.tolist() if simple is not None else None
                 for i in range(n):
+                    stop = runs.get(i)
+                    if stop is not None:
+                        yield _block(arrays, i, stop, ids, captions, widths, heights, make)
+                        continue
+                    if in_run is not None and in_run[i]:
+                        continue  # inside the run just yielded
                     if downloaded and statuses[i] != "success":
                         yield Filtered("download-failed", source, f"row {row + i}")
                         continue
@@ -258,6 +280,17 @@ class GritReader(Reader):
         yield sample
         if clipped:
             yield Note("clipped-box", clipped, {"sample_id": sample.id, "source": source})
+
+    def _row_sample(self, arrays: ChunkArrays, field: str, ids: list, captions: list, widths: list,
+                    heights: list, b32: list, l14: list, keys: list, urls: list, ow: list, oh: list,
+                    i: int) -> Sample:  # fmt: skip
+        """Row ``i`` of a parquet batch as the row path builds it (a block's sample leaving the columnar path)."""
+        sample, _, _ = self._build(
+            ids[i], captions[i], _READY, field, widths[i], heights[i], b32[i], l14[i], keys[i], urls[i], False,
+            ow[i], oh[i], None, None, _row_regions(arrays, captions, i),
+        )  # fmt: skip
+        assert sample is not None  # a block's rows have regions
+        return sample
 
     def _sample(
         self, record: Any, downloaded: bool, image_file: str | None, tar: str | None
@@ -520,35 +553,46 @@ class _LazyColumn:
 _READY = object()  # stands for a chunk list whose regions were prepared (never looked at)
 
 
-def _prepared_regions(
-    column: pa.Array, captions: list[Any], widths: list[Any], heights: list[Any], min_score: float
-) -> list[tuple[list[Region], int, int] | None]:
-    """:func:`_fast_regions` for a whole batch of parquet rows, the checks done on arrays.
+@dataclass
+class ChunkArrays:
+    """A parquet batch's chunk lists checked and de-normalized as arrays (:func:`_chunk_arrays`)."""
 
-    Per row: (regions, dropped, clipped) exactly as ``_fast_regions`` makes them, or None where it would
-    give up (an odd chunk, a span that does not fit, a box empty in pixels, a non-integer size...), so
-    that row takes the Python path and, if it is bad, gets the same reject.  Only plain
-    ``list<list<double>>`` columns without nulls (the published spelling) are taken.
-    """
+    n: int  # rows
+    owner: np.ndarray  # row of each chunk
+    first: list[int]  # where each row's chunks begin (one more than rows)
+    start: np.ndarray  # int64 span per chunk (0 where not good)
+    end: np.ndarray
+    score: np.ndarray
+    keep: np.ndarray  # good and scored at least min_score
+    pixels: np.ndarray  # (chunks, 4) clipped pixel boxes
+    clipped: np.ndarray  # bool per chunk
+    bad_rows: np.ndarray  # rows the array pass does not vouch for
+
+
+def _chunk_arrays(
+    column: pa.Array, captions: list[Any], widths: list[Any], heights: list[Any], min_score: float
+) -> ChunkArrays | None:
+    """The checks of :func:`_fast_regions` for a whole batch of parquet rows, done on arrays; None when the
+    column is not the published spelling (plain ``list<list<double>>`` without nulls, 7 numbers a chunk)."""
     n = len(column)
-    nothing: list[tuple[list[Region], int, int] | None] = [None] * n
     if not (pa.types.is_list(column.type) and pa.types.is_list(column.type.value_type)):
-        return nothing
+        return None
     if not pa.types.is_float64(column.type.value_type.value_type):
-        return nothing
+        return None
     chunks = pc.list_flatten(column)
     if column.null_count or chunks.null_count:
-        return nothing
+        return None
     if len(chunks) and pc.min_max(pc.list_value_length(chunks)).as_py() != {"min": 7, "max": 7}:
-        return nothing
+        return None
     values = pc.list_flatten(chunks)
     if values.null_count:
-        return nothing
+        return None
     table = values.to_numpy().reshape(-1, 7)
     owner = pc.list_parent_indices(column).to_numpy()
     counts = np.bincount(owner, minlength=n)
     sizes_ok = np.array(
-        [type(w) is int and type(h) is int and w > 0 and h > 0 for w, h in zip(widths, heights, strict=True)]
+        [type(w) is int and type(h) is int and w > 0 and h > 0 for w, h in zip(widths, heights, strict=True)],
+        dtype=bool,
     )
     lengths = np.array([len(c) if type(c) is str else -1 for c in captions], dtype=np.float64)
     width = np.array([w if ok else 1 for w, ok in zip(widths, sizes_ok, strict=True)], dtype=np.int64)
@@ -566,14 +610,34 @@ def _prepared_regions(
         good &= ~keep | ((pixels[:, 2] > pixels[:, 0]) & (pixels[:, 3] > pixels[:, 1]))
     bad_rows = np.bincount(owner[~good], minlength=n) > 0
     bad_rows |= ~sizes_ok
-    first = np.concatenate([[0], np.cumsum(counts)])
-    starts = np.where(good, start, 0).astype(np.int64).tolist()  # only good chunks' offsets are read
-    ends = np.where(good, end, 0).astype(np.int64).tolist()
-    scores, kept, flags = score.tolist(), keep.tolist(), clipped.tolist()
-    pixel_rows = pixels.tolist()
-    out = nothing
-    for row in range(n):
-        if bad_rows[row]:
+    return ChunkArrays(
+        n,
+        owner,
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64).tolist(),
+        np.where(good, start, 0).astype(np.int64),  # only good chunks' offsets are read
+        np.where(good, end, 0).astype(np.int64),
+        score,
+        keep,
+        pixels,
+        clipped,
+        bad_rows,
+    )
+
+
+def _prepared_regions(
+    arrays: ChunkArrays, captions: list[Any], skip: np.ndarray | None = None
+) -> list[tuple[list[Region], int, int] | None]:
+    """Per row: (regions, dropped, clipped) exactly as :func:`_fast_regions` makes them, or None where it
+    would give up (an odd chunk, a span that does not fit, a box empty in pixels, a non-integer size...),
+    so that row takes the Python path and, if it is bad, gets the same reject.  Rows in ``skip`` (those a
+    block carries) are left None."""
+    out: list[tuple[list[Region], int, int] | None] = [None] * arrays.n
+    starts, ends = arrays.start.tolist(), arrays.end.tolist()
+    scores, kept, flags = arrays.score.tolist(), arrays.keep.tolist(), arrays.clipped.tolist()
+    pixel_rows = arrays.pixels.tolist()
+    first, skipped = arrays.first, skip.tolist() if skip is not None else None
+    for row in np.flatnonzero(~arrays.bad_rows).tolist():
+        if skipped is not None and skipped[row]:
             continue
         kept_chunks = []
         dropped = n_clipped = 0
@@ -583,9 +647,87 @@ def _prepared_regions(
                 continue
             n_clipped += flags[c]
             kept_chunks.append((starts[c], ends[c], pixel_rows[c], scores[c]))
-        found = _merge_spans(captions[row], kept_chunks)
-        out[row] = (found, dropped, n_clipped)
+        out[row] = (_merge_spans(captions[row], kept_chunks), dropped, n_clipped)
     return out
+
+
+def _row_regions(arrays: ChunkArrays, captions: list[Any], row: int) -> tuple[list[Region], int, int]:
+    """:func:`_prepared_regions` of one row."""
+    chunks = []
+    dropped = clipped = 0
+    for c in range(arrays.first[row], arrays.first[row + 1]):
+        if not arrays.keep[c]:
+            dropped += 1
+            continue
+        clipped += bool(arrays.clipped[c])
+        chunks.append((int(arrays.start[c]), int(arrays.end[c]), arrays.pixels[c].tolist(), float(arrays.score[c])))
+    return _merge_spans(captions[row], chunks), dropped, clipped
+
+
+def _simple_rows(arrays: ChunkArrays, ids: list[Any], captions: list[Any]) -> np.ndarray:
+    """Rows a :class:`SampleBlock` can carry: vouched for by the array pass, with an id and a non-blank
+    caption, at least one chunk kept, and kept chunks whose spans come in text order without overlapping
+    (a span's chunks next to each other): the rows :func:`_merge_spans` merges in one pass."""
+    simple = ~arrays.bad_rows
+    simple &= np.array([i is not None for i in ids], dtype=bool)
+    simple &= np.array([type(c) is str and bool(c) and not c.isspace() for c in captions], dtype=bool)
+    kept = np.flatnonzero(arrays.keep)
+    simple &= np.bincount(arrays.owner[kept], minlength=arrays.n) > 0
+    o, a, b = arrays.owner[kept], arrays.start[kept], arrays.end[kept]
+    same_row = o[1:] == o[:-1]
+    same_span = same_row & (a[1:] == a[:-1]) & (b[1:] == b[:-1])
+    overlap = same_row & ~same_span & (a[1:] < b[:-1])
+    simple[o[1:][overlap]] = False
+    return simple
+
+
+def _runs(simple: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], simple.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _block(
+    arrays: ChunkArrays,
+    start: int,
+    stop: int,
+    ids: list[Any],
+    captions: list[Any],
+    widths: list[Any],
+    heights: list[Any],
+    make: Any,
+) -> SampleBlock:
+    """Rows [start, stop) (all simple) as a block: one region per run of kept chunks sharing a span."""
+    lo, hi = arrays.first[start], arrays.first[stop]
+    kept = lo + np.flatnonzero(arrays.keep[lo:hi])
+    o, a, b = arrays.owner[kept], arrays.start[kept], arrays.end[kept]
+    new = np.ones(len(kept), dtype=bool)
+    new[1:] = (o[1:] != o[:-1]) | (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    heads = np.flatnonzero(new)
+    region_row, starts, ends = o[heads], a[heads], b[heads]
+    texts = captions[start:stop]
+    phrases = [captions[r][x:y] for r, x, y in zip(region_row.tolist(), starts.tolist(), ends.tolist(), strict=True)]
+    row_ids = ids[start:stop]
+    dropped = int(np.count_nonzero(~arrays.keep[lo:hi]))
+    clipped = int(np.count_nonzero(arrays.clipped[kept]))
+    notes = {name: count for name, count in (("below-min-score", dropped), ("clipped-box", clipped)) if count}
+    return SampleBlock(
+        split=SPLIT,
+        ids=[grit_id(i) for i in row_ids],
+        texts=texts,
+        files=[f"{i}.jpg" for i in row_ids],
+        image_ids=[str(i) for i in row_ids],
+        widths=np.array(widths[start:stop], dtype=np.int64),
+        heights=np.array(heights[start:stop], dtype=np.int64),
+        region_sample=region_row - start,
+        phrases=phrases,
+        starts=starts,
+        ends=ends,
+        region_boxes=np.concatenate([heads, [len(kept)]]).astype(np.int32),
+        boxes=arrays.pixels[kept],
+        notes=notes,
+        make=lambda j: make(start + j),
+    )
 
 
 def _offset(value: Any, where: str) -> int:

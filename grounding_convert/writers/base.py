@@ -264,16 +264,33 @@ class Writer(ABC):
         """``batch.RenderedBatch`` of batchable samples, or the positions of those the per-record path refuses."""
         return batch.render(self, samples, tasks, seed)
 
+    # a reader's SampleBlock straight to the columnar path (no Sample objects); a writer that re-packs the
+    # records (layouts.LaidOut) or renders otherwise says no, and its blocks come as samples
+    def block_ready(self, tasks: Sequence[str]) -> bool:
+        return type(self).render_batch is Writer.render_batch and self.batch_ready(tasks)
+
+    def block_batchable(self, block: Any) -> bool:
+        """:meth:`batchable` for every sample of the block."""
+        return batch.block_batchable(self, block)
+
+    def render_block(self, block: Any, tasks: Sequence[str], seed: int) -> Any:
+        """:meth:`render_batch` of the block's samples, from the block's columns."""
+        return batch.render_flat(self, batch.FlatSamples.from_block(block, seed, "grounded-caption" in tasks), tasks)
+
     # --- shared machinery --------------------------------------------------------------------------
 
     def schema(self) -> pa.Schema:
         return pa.schema(COMMON_FIELDS + self.model_fields())
 
     def image_path(self, sample: Sample) -> str:
+        return self.image_file_path(sample.image.file)
+
+    def image_file_path(self, file: str) -> str:
+        """The image path records carry: the dataset's file name under ``--image-prefix``, if any."""
         prefix = self.options.image_prefix
         if not prefix:
-            return sample.image.file
-        return prefix.rstrip("/") + "/" + sample.image.file.lstrip("/")
+            return file
+        return prefix.rstrip("/") + "/" + file.lstrip("/")
 
     def render(self, sample: Sample, task: str, seed: int) -> list[dict[str, Any]]:
         """All records of one task for one sample ([] when the task does not apply)."""

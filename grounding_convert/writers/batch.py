@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from zlib import crc32
 
@@ -35,6 +36,7 @@ from .base import SUFFIX_MULTIPLIER, image_id, ordered_spans, sample_state
 from .convention import NORMALIZERS, Columns, Conversation, Field, around, fill, tag_caption
 
 if TYPE_CHECKING:
+    from ..readers.base import SampleBlock
     from .base import Writer
 
 COLUMNAR_TASKS = ("rec", "reg", "grounded-caption")
@@ -52,38 +54,47 @@ class RenderedBatch:
 
 @dataclass
 class FlatSamples:
-    """The samples' grounded regions and boxes as flat arrays (region order = per-record order)."""
+    """The samples' grounded regions and boxes as flat arrays (region order = per-record order), and the
+    per-sample values the records need: from :class:`Sample` objects (:meth:`collect`) or from a reader's
+    :class:`~grounding_convert.readers.base.SampleBlock` (:meth:`from_block`), the same either way."""
 
-    samples: Sequence[Sample]
+    n: int  # samples
     states: np.ndarray  # uint64 per sample: sample_state(seed, id)
     widths: np.ndarray  # int64 per sample
     heights: np.ndarray
+    ids: list[str]
+    texts: list[str]
+    files: list[str]  # image.file
+    image_ids: list[str]  # image_id(): the image's id, else its file's stem
     region_sample: np.ndarray  # int64 per grounded region: which sample
     region_index: list[int]  # position of the region in sample.regions (the record id's number)
     phrases: list[str]
+    spans: list[tuple[int, int] | None]  # per grounded region
     region_boxes: np.ndarray  # int32 offsets into boxes, len(regions) + 1
     boxes: np.ndarray  # float64 (n, 4)
     box_sample: np.ndarray  # int64 per box: which sample
-    region_of: list[dict[int, int]]  # per sample: id(region) → flat index
+    captioned: list[list[int]]  # per sample: its regions a grounded caption tags (ordered_spans), flat indices
 
     @classmethod
-    def collect(cls, samples: Sequence[Sample], seed: int) -> FlatSamples:
+    def collect(cls, samples: Sequence[Sample], seed: int, captions: bool = True) -> FlatSamples:
         """One Python pass over the samples: everything after it is array arithmetic."""
         widths, heights, states = [], [], []
         region_sample: list[int] = []
         region_index: list[int] = []
         phrases: list[str] = []
+        spans: list[tuple[int, int] | None] = []
         counts: list[int] = []
         coords: list[float] = []
-        region_of: list[dict[int, int]] = []
+        captioned: list[list[int]] = []
         # bound methods: this loop runs for every region of every sample
-        add_sample, add_index, add_phrase, add_count = (
+        add_sample, add_index, add_phrase, add_count, add_span = (
             region_sample.append,
             region_index.append,
             phrases.append,
             counts.append,
+            spans.append,
         )
-        add_coords, add_where = coords.extend, region_of.append
+        add_coords = coords.extend
         for s, sample in enumerate(samples):
             image = sample.image
             widths.append(image.width)
@@ -97,24 +108,57 @@ class FlatSamples:
                     add_sample(s)
                     add_index(index)
                     add_phrase(region.phrase)
+                    add_span(region.span)
                     add_count(len(boxes))
                     for box in boxes:
                         add_coords(box)
-            add_where(where)
+            captioned.append([where[id(r)] for r in ordered_spans(sample)] if captions else [])
         offsets = np.zeros(len(counts) + 1, dtype=np.int32)
         np.cumsum(counts, out=offsets[1:])
         return cls(
-            samples,
+            len(samples),
             np.array(states, dtype=np.uint64),
             np.array(widths, dtype=np.int64),
             np.array(heights, dtype=np.int64),
+            [s.id for s in samples],
+            [s.text for s in samples],
+            [s.image.file for s in samples],
+            [image_id(s) for s in samples],
             np.array(region_sample, dtype=np.int64),
             region_index,
             phrases,
+            spans,
             offsets,
             np.array(coords, dtype=np.float64).reshape(-1, 4),
             np.repeat(np.array(region_sample, dtype=np.int64), counts),
-            region_of,
+            captioned,
+        )
+
+    @classmethod
+    def from_block(cls, block: SampleBlock, seed: int, captions: bool = True) -> FlatSamples:
+        """A reader's block as it is: its regions are in text order, none overlapping, all with boxes, so a
+        grounded caption tags them all, in order (what ``ordered_spans`` picks)."""
+        n = len(block)
+        region_sample = np.asarray(block.region_sample, dtype=np.int64)
+        firsts = np.searchsorted(region_sample, np.arange(n + 1)).tolist()
+        index = np.arange(len(region_sample), dtype=np.int64) - np.asarray(firsts[:-1], dtype=np.int64)[region_sample]
+        return cls(
+            n,
+            np.array([sample_state(seed, i) for i in block.ids], dtype=np.uint64),
+            np.asarray(block.widths, dtype=np.int64),
+            np.asarray(block.heights, dtype=np.int64),
+            block.ids,
+            block.texts,
+            block.files,
+            [i or PurePosixPath(f).stem for i, f in zip(block.image_ids, block.files, strict=True)],
+            region_sample,
+            index.tolist(),
+            block.phrases,
+            list(zip(np.asarray(block.starts).tolist(), np.asarray(block.ends).tolist(), strict=True)),
+            np.asarray(block.region_boxes, dtype=np.int32),
+            np.asarray(block.boxes, dtype=np.float64).reshape(-1, 4),
+            np.repeat(region_sample, np.diff(block.region_boxes)),
+            [list(range(firsts[s], firsts[s + 1])) for s in range(n)] if captions else [[] for _ in range(n)],
         )
 
 
@@ -138,7 +182,6 @@ def ready(writer: Writer, tasks: Sequence[str]) -> bool:
 def batchable(writer: Writer, sample: Sample) -> bool:
     """Plain grounded samples of a usable integer size, with text of the expected types holding none of the
     model's markup; QA samples (pointing) and anything odd take the per-record path (which rejects)."""
-    convention = writer.convention
     image = sample.image
     w, h = image.width, image.height
     if type(w) is not int or type(h) is not int or w <= 0 or h <= 0:
@@ -146,26 +189,47 @@ def batchable(writer: Writer, sample: Sample) -> bool:
     text, file = sample.text, image.file
     if type(text) is not str or type(file) is not str:
         return False
+    if not plain_text(writer, text, file):
+        return False
+    for region in sample.regions:
+        phrase = region.phrase
+        if region.role is not None or type(phrase) is not str or not plain_phrase(writer, phrase):
+            return False
+    return True
+
+
+def block_batchable(writer: Writer, block: SampleBlock) -> bool:
+    """:func:`batchable` for every sample of a reader's block (whose sizes, types and roles are plain by
+    construction): its texts, image paths and phrases."""
+    if not all(plain_text(writer, text, file) for text, file in zip(block.texts, block.files, strict=True)):
+        return False
+    return all(plain_phrase(writer, phrase) for phrase in block.phrases)
+
+
+def plain_text(writer: Writer, text: str, file: str) -> bool:
+    """A sample's text and image path hold none of the model's markup (the path only where the layout shows
+    it), and the path fits the model's limit."""
+    convention = writer.convention
     markup, phrase_markup = writer._markup, writer._phrase_markup
     if phrase_markup is not None and phrase_markup.search(text):
         return False
     layout = convention.layout
     if isinstance(layout, Conversation) and "{image}" in layout.head:
-        path = writer.image_path(sample)
+        path = writer.image_file_path(file)
         if markup is not None and markup.search(path):
             return False
         limit = convention.max_image_bytes
         if limit is not None and len(path) * 4 > limit and len(path.encode("utf-8")) > limit:
             return False
-    for region in sample.regions:
-        phrase = region.phrase
-        if region.role is not None or type(phrase) is not str:
-            return False
-        if phrase_markup is not None and phrase_markup.search(phrase):
-            return False
-        if convention.require_text and not phrase:
-            return False
     return True
+
+
+def plain_phrase(writer: Writer, phrase: str) -> bool:
+    """A region's phrase holds none of the model's markup, and is not empty where the model needs text."""
+    phrase_markup = writer._phrase_markup
+    if phrase_markup is not None and phrase_markup.search(phrase):
+        return False
+    return not (writer.convention.require_text and not phrase)
 
 
 # --- the renderer ----------------------------------------------------------------------------------------
@@ -174,11 +238,15 @@ def batchable(writer: Writer, sample: Sample) -> bool:
 def render(writer: Writer, samples: Sequence[Sample], tasks: Sequence[str], seed: int) -> RenderedBatch | list[int]:
     """Records of :func:`batchable` samples as one record batch, in :meth:`Writer.render_tasks` order; or the
     positions of the samples the per-record path refuses."""
+    return render_flat(writer, FlatSamples.collect(samples, seed, "grounded-caption" in tasks), tasks)
+
+
+def render_flat(writer: Writer, flat: FlatSamples, tasks: Sequence[str]) -> RenderedBatch | list[int]:
+    """:func:`render` of samples already flat (from objects, or a reader's block)."""
     convention = writer.convention
     wanted = [t for t in tasks if t in COLUMNAR_TASKS]
-    flat = FlatSamples.collect(samples, seed)
     regional = "rec" in wanted or "reg" in wanted
-    captioned = [ordered_spans(s) for s in samples] if "grounded-caption" in wanted else [[] for _ in samples]
+    captioned = flat.captioned if "grounded-caption" in wanted else [[] for _ in range(flat.n)]
     refused: set[int] = set()
     phrases = pa.array(flat.phrases, pa.string())
     if regional and convention.normalize != "none":
@@ -190,26 +258,27 @@ def render(writer: Writer, samples: Sequence[Sample], tasks: Sequence[str], seed
         spelled = np.ones(len(flat.phrases), dtype=bool)
     else:
         spelled = np.zeros(len(flat.phrases), dtype=bool)
-        for where, regions in zip(flat.region_of, captioned, strict=True):
-            spelled[[where[id(r)] for r in regions]] = True
+        for regions in captioned:
+            spelled[regions] = True
     tokens, box_tokens = spell_regions(writer, flat, spelled, refused)
     sized = size_columns(writer, flat, refused, spelled)
+    spans = flat.spans
     for s, regions in enumerate(captioned):
-        text = samples[s].text
-        if any(not (0 <= r.span[0] < r.span[1] <= len(text)) for r in regions):
+        length = len(flat.texts[s])
+        if any(not (0 <= spans[k][0] < spans[k][1] <= length) for k in regions):
             refused.add(s)  # bad-span, on the per-record path
     if refused:
         return sorted(refused)
     common = {
-        "sample_id": pa.array([s.id for s in samples], pa.string()),
-        "image": pa.array([writer.image_path(s) for s in samples], pa.string()),
+        "sample_id": pa.array(flat.ids, pa.string()),
+        "image": pa.array([writer.image_file_path(f) for f in flat.files], pa.string()),
         "width": pa.array(flat.widths, pa.int64()),
         "height": pa.array(flat.heights, pa.int64()),
     }
     if writer.uses("image_id"):
-        common["image_id"] = pa.array([image_id(s) for s in samples], pa.string())
+        common["image_id"] = pa.array(flat.image_ids, pa.string())
     common.update(sized)
-    blocks = Blocks(samples)
+    blocks = Blocks(flat.n)
     for task in wanted:
         if task == "grounded-caption":
             counts, columns = caption_block(writer, flat, captioned, common, tokens, box_tokens)
@@ -344,14 +413,14 @@ def region_block(
     columns["text"] = pa.array(flat.phrases, pa.string())
     if writer.uses("region_coord"):
         columns["region_coord"] = region_coords(flat)
-    counts = np.bincount(flat.region_sample, minlength=len(flat.samples)).tolist()
+    counts = np.bincount(flat.region_sample, minlength=flat.n).tolist()
     return counts, columns
 
 
 def caption_block(
     writer: Writer,
     flat: FlatSamples,
-    captioned: list[list[Any]],
+    captioned: list[list[int]],
     common: dict[str, pa.Array],
     tokens: pa.Array,
     box_tokens: pa.Array | None,
@@ -366,15 +435,11 @@ def caption_block(
     states = flat.states[np.array(rows, dtype=np.int64)]
     before, after = draw_pairs(template_pairs(writer, task), states, suffix_crcs(task, None))
     spelled = tokens.to_pylist()
-    texts = pa.array([flat.samples[s].text for s in rows], pa.string())
-    captions = []
-    for s in rows:
-        where = flat.region_of[s]
-        captions.append(
-            tag_caption(
-                flat.samples[s].text, convention.tagging, [(r.span, spelled[where[id(r)]]) for r in captioned[s]]
-            )
-        )
+    texts = pa.array([flat.texts[s] for s in rows], pa.string())
+    spans = flat.spans
+    captions = [
+        tag_caption(flat.texts[s], convention.tagging, [(spans[k], spelled[k]) for k in captioned[s]]) for s in rows
+    ]
     caption = pa.array(captions, pa.string())
     if convention.normalize_caption:
         caption = normalized(convention.normalize, caption)
@@ -395,7 +460,7 @@ def listed_captions(
     writer: Writer,
     flat: FlatSamples,
     rows: list[int],
-    captioned: list[list[Any]],
+    captioned: list[list[int]],
     spelled: list[str],
     box_tokens: pa.Array | None,
 ) -> tuple[pa.Array, pa.Array]:
@@ -407,13 +472,13 @@ def listed_captions(
     offsets = flat.region_boxes
     objects, names = [], []
     for s in rows:
-        text, where = flat.samples[s].text, flat.region_of[s]
+        text = flat.texts[s]
         labels, items = [], []
-        for region in captioned[s]:
-            label = text[region.span[0] : region.span[1]]
+        for k in captioned[s]:
+            start, end = flat.spans[k]
+            label = text[start:end]
             labels.append(label)
             shown = orjson.dumps(label).decode() if listing.json_labels else label
-            k = where[id(region)]
             groups = alone[offsets[k] : offsets[k + 1]] if alone is not None else [spelled[k]]
             items += [fill(item, {"label": shown, "boxes": g}) for g in groups]
         objects.append(listing.group[0] + listing.joiner.join(items) + listing.group[1])
@@ -563,8 +628,8 @@ def join(*parts: Any) -> pa.Array:
 class Blocks:
     """Records of each task, in sample order per task; :meth:`assemble` puts them in per-record order."""
 
-    def __init__(self, samples: Sequence[Sample]):
-        self.samples = samples
+    def __init__(self, n: int):
+        self.n = n
         self.tasks: list[str] = []
         self.columns: list[dict[str, pa.Array]] = []
         self.counts: list[list[int]] = []
@@ -577,7 +642,7 @@ class Blocks:
 
     def assemble(self) -> tuple[dict[str, pa.Array], list[dict[str, int]]]:
         """Columns in per-record order (sample by sample, tasks in order) and each sample's counts."""
-        n = len(self.samples)
+        n = self.n
         per_sample = [
             {task: counts[s] for task, counts in zip(self.tasks, self.counts, strict=True) if counts[s]}
             for s in range(n)

@@ -17,6 +17,8 @@ import pytest
 
 from grounding_convert.engine import pipeline
 from grounding_convert.engine.runner import RunOptions, convert, make_job
+from grounding_convert.plugins import get_reader
+from grounding_convert.readers.base import Reader
 from grounding_convert.synth import generate
 from grounding_convert.synth import grit as synth_grit
 from grounding_convert.writers.base import Writer
@@ -231,3 +233,31 @@ def test_trainer_layouts_batched_equal_per_record(image_token_grit, tmp_path, mo
     manifest = orjson.loads(batched["manifest.json"])
     assert manifest["counts"]["reject_reasons"] == {"render-failed": 1}
     assert ("dataset_info.json" in batched) == (options["layout"] == "llamafactory")
+
+
+@pytest.mark.parametrize(
+    "dataset, reader, options",
+    [
+        ("grit", "grit", {}),
+        ("visual-genome", "visual-genome", {}),
+        ("visual-genome", "visual-genome", {"annotations": "objects"}),
+    ],
+)
+def test_reader_blocks_equal_samples_and_per_record(tmp_path, monkeypatch, dataset, reader, options):
+    """Readers' SampleBlocks (GRIT parquet, VG regions) give the trees of the sample path and of the per-record
+    path; the blocks are taken where a reader makes them."""
+    root = tmp_path / "in"
+    generate(dataset, root, images=60, seed=6)
+    calls = []
+    real = Writer.render_block
+    monkeypatch.setattr(Writer, "render_block", lambda self, b, t, s: calls.append(len(b)) or real(self, b, t, s))
+    batched, per_record = run_both(monkeypatch, tmp_path, input=str(root), reader=reader, reader_options=options)
+    assert batched == per_record
+    with monkeypatch.context() as patch:
+        patch.setattr(Reader, "read_blocks", lambda self, partition: self.read(partition))
+        patch.setattr(type(get_reader(reader)()), "read_blocks", lambda self, partition: self.read(partition))
+        out = tmp_path / "samples"
+        convert(make_job(output=str(out), writer="qwen-vl", input=str(root), reader=reader,
+                         reader_options=options), RunOptions(progress=False))  # fmt: skip
+    assert tree(out) == batched
+    assert (sum(calls) > 0) == (options.get("annotations") != "objects")

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from grounding_convert.errors import Filtered, Note, Reject
 from grounding_convert.readers import grit
+from grounding_convert.readers.base import SampleBlock
 from grounding_convert.readers.grit import GritReader, _byte_ranges
 from grounding_convert.schema import Region, Sample
 from grounding_convert.synth import generate
@@ -328,13 +329,53 @@ def test_array_pass_reads_exactly_what_the_row_path_reads(tmp_path_factory, data
     arrays = list(reader.read(partition))
     import grounding_convert.readers.grit as grit_module
 
-    real = grit_module._prepared_regions
+    real = grit_module._chunk_arrays
     try:
-        grit_module._prepared_regions = lambda column, *_: [None] * len(column)
+        grit_module._chunk_arrays = lambda *_: None  # no array pass: every row takes the row path
         by_row = list(reader.read(partition))
     finally:
-        grit_module._prepared_regions = real
+        grit_module._chunk_arrays = real
     assert repr(arrays) == repr(by_row)  # repr: NaN boxes compare equal in text, not as floats
+    # blocks: the same samples in the same places, the same rejects and filtered rows, the same note counts
+    expanded, notes, block_notes = [], Counter(), Counter()
+    for item in reader.read_blocks(partition):
+        if isinstance(item, SampleBlock):
+            block_notes.update(item.notes)
+            expanded += item.samples()
+        elif isinstance(item, Note):
+            block_notes[item.what] += item.count
+        else:
+            expanded.append(item)
+    for item in arrays:
+        if isinstance(item, Note):
+            notes[item.what] += item.count
+    assert repr(expanded) == repr([item for item in arrays if not isinstance(item, Note)])
+    assert block_notes == notes
+
+
+def test_blocks_carry_the_plain_rows_as_columns(tmp_path):
+    """A block's columns are its samples' values: ids, texts, files, sizes, phrases, spans, boxes."""
+    generate("grit", tmp_path, images=300, seed=4)
+    reader = GritReader.from_mapping({})
+    blocks = [item for p in reader.plan(str(tmp_path)) for item in reader.read_blocks(p)]
+    blocks = [b for b in blocks if isinstance(b, SampleBlock)]
+    assert sum(len(b) for b in blocks) >= 250
+    for block in blocks:
+        for i, sample in enumerate(block.samples()):
+            assert (sample.id, sample.text, sample.image.file, sample.image.id) == (
+                block.ids[i],
+                block.texts[i],
+                block.files[i],
+                block.image_ids[i],
+            )
+            assert (sample.image.width, sample.image.height) == (block.widths[i], block.heights[i])
+            regions = [k for k, s in enumerate(block.region_sample.tolist()) if s == i]
+            assert [r.phrase for r in sample.regions] == [block.phrases[k] for k in regions]
+            assert [r.span for r in sample.regions] == [(block.starts[k], block.ends[k]) for k in regions]
+            offsets = block.region_boxes
+            assert [r.boxes for r in sample.regions] == [
+                block.boxes[offsets[k] : offsets[k + 1]].tolist() for k in regions
+            ]
 
 
 @settings(max_examples=500, deadline=None)

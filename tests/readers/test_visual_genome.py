@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grounding_convert.errors import InputFileError, Note, Reject, UsageError
-from grounding_convert.readers.base import Reader
+from grounding_convert.readers.base import Reader, SampleBlock
 from grounding_convert.readers.visual_genome import VisualGenomeReader
 from grounding_convert.schema import Sample
 from grounding_convert.synth.visual_genome import generate
@@ -444,3 +444,57 @@ def test_synthetic_images_are_where_the_samples_say(tmp_path: Path) -> None:
     assert (tmp_path / "again" / "region_descriptions.json").read_bytes() == (
         tmp_path / "region_descriptions.json"
     ).read_bytes()
+
+
+# --- blocks (read_blocks): the same samples, rejects and note counts as read ---------------------------------
+
+
+def blocks_and_rows(path: Path | str, **options: object) -> tuple[list, list, int]:
+    """(read's items, read_blocks' items with each block expanded into its samples, blocks seen)."""
+    reader = VisualGenomeReader.from_mapping(dict(options))
+    rows, expanded, blocks = [], [], 0
+    for partition in reader.plan(str(path)):
+        rows += reader.read(partition)
+        for item in reader.read_blocks(partition):
+            if isinstance(item, SampleBlock):
+                blocks += 1
+                expanded += item.samples()
+                expanded += [Note(what, count) for what, count in item.notes.items()]
+            else:
+                expanded.append(item)
+    return rows, expanded, blocks
+
+
+def same_accounting(rows: list, expanded: list) -> None:
+    assert repr(samples(rows)) == repr(samples(expanded))  # every sample, in order
+    rejects = [i for i in rows if isinstance(i, Reject)]
+    assert repr(rejects) == repr([i for i in expanded if isinstance(i, Reject)])  # every reject, in order
+    assert tally(rows) == tally(expanded)
+
+
+@pytest.mark.parametrize(("version", "annotations"), [("v1.2", "regions"), ("v1.0", "regions"), ("v1.2", "objects")])
+def test_blocks_give_what_read_gives_on_the_real_excerpt(vg_excerpt: Path, version: str, annotations: str) -> None:
+    rows, expanded, blocks = blocks_and_rows(vg_excerpt / version, annotations=annotations)
+    same_accounting(rows, expanded)
+    assert (blocks > 0) == (annotations == "regions")  # objects come as samples
+
+
+def test_blocks_around_bad_records(tmp_path: Path) -> None:
+    """Rejects, odd-but-valid regions (float boxes) and clipped boxes among plain regions."""
+    elements = [
+        {"regions": [region(i, 1, 1, 5, 5) for i in range(1, 6)] + [region(6, "1", 1, 5, 5)], "id": 1},
+        {"regions": [region(7, 1.5, 2.25, 3.5, 4), region(8, 90, 40, 50, 50), region(9, 2, 2, 3, 3)], "id": 1},
+        {"id": 4},
+        {"regions": [region(10, 200, 200, 5, 5), region(11, 1, 1, 5, 5)], "id": 1},
+    ]
+    folder = write_vg(tmp_path, elements, images=[{"width": 100, "height": 50, "image_id": 1}])
+    rows, expanded, blocks = blocks_and_rows(folder)
+    same_accounting(rows, expanded)
+    assert tally(rows)["note:clipped-box"] == 1 and blocks == 1  # rejects do not cut a block
+
+
+def test_blocks_on_synthetic_regions(tmp_path: Path) -> None:
+    generate(tmp_path, images=60, seed=3)
+    rows, expanded, blocks = blocks_and_rows(tmp_path)
+    same_accounting(rows, expanded)
+    assert blocks > 0 and len(samples(rows)) > 500
