@@ -443,17 +443,29 @@ class _RegionBlock:
 
     def add(self, item: Any, image_id: Any) -> bool:
         """Take a region whose sample the row path makes without a word to say; False for anything else."""
-        if not isinstance(item, dict):
+        if type(item) is not dict:
             return False
-        try:
-            region_id = _int(item, "region_id", "id")
-            image_id = _image_id(item, image_id, "image_id", "image")
-            text = _text(item.get("phrase"), "phrase")
-            box = _xywh(item, ("width", "w"), ("height", "h"))
-        except RecordError:
+        region_id = item.get("region_id")
+        if type(region_id) is not int or image_id is None:  # the published v1.2 spelling takes the short way
+            try:
+                region_id = _int(item, "region_id", "id")
+                image_id = _image_id(item, image_id, "image_id", "image")
+            except RecordError:
+                return False
+        phrase = item.get("phrase")
+        if type(phrase) is not str:
             return False
+        text = " ".join(phrase.split())
+        x, y, w, h = item.get("x"), item.get("y"), item.get("width"), item.get("height")
+        if type(x) is int and type(y) is int and type(w) is int and type(h) is int:
+            box = [float(x), float(y), float(x) + float(w), float(y) + float(h)]  # boxes.xywh_to_xyxy
+        else:
+            try:
+                box = _xywh(item, ("width", "w"), ("height", "h"))
+            except RecordError:
+                return False
         info = self.images.get(image_id)
-        if info is None or info.width is None or info.height is None or boxes.is_empty(box):
+        if not text or info is None or info.width is None or info.height is None or boxes.is_empty(box):
             return False
         shown = box
         if not boxes.is_inside(box, info.width, info.height):

@@ -73,7 +73,7 @@ class FlatSamples:
     region_boxes: np.ndarray  # int32 offsets into boxes, len(regions) + 1
     boxes: np.ndarray  # float64 (n, 4)
     box_sample: np.ndarray  # int64 per box: which sample
-    captioned: list[list[int]]  # per sample: its regions a grounded caption tags (ordered_spans), flat indices
+    captioned: list[Sequence[int]]  # per sample: the regions a grounded caption tags (ordered_spans), flat indices
 
     @classmethod
     def collect(cls, samples: Sequence[Sample], seed: int, captions: bool = True) -> FlatSamples:
@@ -150,7 +150,9 @@ class FlatSamples:
             block.ids,
             block.texts,
             block.files,
-            [i or PurePosixPath(f).stem for i, f in zip(block.image_ids, block.files, strict=True)],
+            block.image_ids
+            if all(block.image_ids)
+            else [i or PurePosixPath(f).stem for i, f in zip(block.image_ids, block.files, strict=True)],
             region_sample,
             index.tolist(),
             block.phrases,
@@ -158,7 +160,7 @@ class FlatSamples:
             np.asarray(block.region_boxes, dtype=np.int32),
             np.asarray(block.boxes, dtype=np.float64).reshape(-1, 4),
             np.repeat(region_sample, np.diff(block.region_boxes)),
-            [list(range(firsts[s], firsts[s + 1])) for s in range(n)] if captions else [[] for _ in range(n)],
+            [range(a, b) for a, b in zip(firsts[:-1], firsts[1:], strict=True)] if captions else [[]] * n,
         )
 
 
@@ -200,9 +202,12 @@ def batchable(writer: Writer, sample: Sample) -> bool:
 
 def block_batchable(writer: Writer, block: SampleBlock) -> bool:
     """:func:`batchable` for every sample of a reader's block (whose sizes, types and roles are plain by
-    construction): its texts, image paths and phrases."""
+    construction): its texts, image paths and phrases (phrases that are the texts, as Visual Genome's, are
+    not searched twice)."""
     if not all(plain_text(writer, text, file) for text, file in zip(block.texts, block.files, strict=True)):
         return False
+    if block.phrases is block.texts:
+        return not writer.convention.require_text or all(block.phrases)
     return all(plain_phrase(writer, phrase) for phrase in block.phrases)
 
 
@@ -642,14 +647,15 @@ class Blocks:
 
     def assemble(self) -> tuple[dict[str, pa.Array], list[dict[str, int]]]:
         """Columns in per-record order (sample by sample, tasks in order) and each sample's counts."""
-        n = self.n
-        per_sample = [
-            {task: counts[s] for task, counts in zip(self.tasks, self.counts, strict=True) if counts[s]}
-            for s in range(n)
-        ]
+        n, tasks = self.n, self.tasks
+        matrix = np.array(self.counts, dtype=np.int64).reshape(len(self.counts), n)
+        if matrix.all():  # the usual case: every sample has records of every task (one dict(zip()) each)
+            per_sample = [dict(zip(tasks, row, strict=True)) for row in matrix.T.tolist()]
+        else:
+            per_sample = [{t: c for t, c in zip(tasks, row, strict=True) if c} for row in matrix.T.tolist()]
         if not self.columns:
             return {}, per_sample
-        order = pa.array(interleave(np.array(self.counts, dtype=np.int64).reshape(len(self.counts), n)))
+        order = pa.array(interleave(matrix))
         names = list(self.columns[0])
         columns = {name: pa.concat_arrays([block[name] for block in self.columns]).take(order) for name in names}
         return columns, per_sample
