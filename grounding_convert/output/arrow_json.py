@@ -87,9 +87,7 @@ def _escape(array: pa.Array) -> pa.Array:
     """
     if len(array) == 0:
         return array
-    offset_type = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    offsets = np.frombuffer(array.buffers()[1], dtype=offset_type)[array.offset : array.offset + len(array) + 1]
-    data = array.buffers()[2]
+    offsets, data = string_buffers(array)
     if data is None or offsets[-1] == offsets[0]:
         return array
     chunk = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
@@ -113,6 +111,14 @@ def _escape(array: pa.Array) -> pa.Array:
         slow = [orjson.dumps(value)[1:-1].decode() for value in array.take(pa.array(rare_rows)).to_pylist()]
         escaped = pc.replace_with_mask(escaped, pa.array(rare), pa.array(slow, array.type))
     return escaped if subset is array else pc.replace_with_mask(array, pa.array(needs), escaped)
+
+
+def string_buffers(strings: pa.Array) -> tuple[np.ndarray, pa.Buffer | None]:
+    """A string array's offsets (row ``i`` is ``data[offsets[i]:offsets[i + 1]]``, slicing applied) and its
+    data buffer."""
+    offset_type = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    offsets = np.frombuffer(strings.buffers()[1], dtype=offset_type)
+    return offsets[strings.offset : strings.offset + len(strings) + 1], strings.buffers()[2]
 
 
 def _owners(offsets: np.ndarray, positions: np.ndarray) -> np.ndarray:

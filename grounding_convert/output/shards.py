@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .arrow_json import string_buffers
 from .containers import EXTENSIONS, FORMATS, Container, container_for
 from .storage import Store, tmp_name
 
@@ -257,9 +258,9 @@ class ShardSink:
 
 
 def _spans(strings: pa.Array) -> tuple[np.ndarray, pa.Buffer]:
-    """A string array's offsets and data buffer (its rows are consecutive byte ranges)."""
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[strings.offset : strings.offset + len(strings) + 1]
-    return offsets.astype(np.int64), strings.buffers()[2]
+    """A string array's offsets (as int64) and data buffer (its rows are consecutive byte ranges)."""
+    offsets, data = string_buffers(strings)
+    return offsets.astype(np.int64), data
 
 
 def _piece(spans: tuple[np.ndarray, pa.Buffer], start: int, stop: int) -> memoryview:
