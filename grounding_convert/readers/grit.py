@@ -632,36 +632,44 @@ def _prepared_regions(
     so that row takes the Python path and, if it is bad, gets the same reject.  Rows in ``skip`` (those a
     block carries) are left None."""
     out: list[tuple[list[Region], int, int] | None] = [None] * arrays.n
-    starts, ends = arrays.start.tolist(), arrays.end.tolist()
-    scores, kept, flags = arrays.score.tolist(), arrays.keep.tolist(), arrays.clipped.tolist()
-    pixel_rows = arrays.pixels.tolist()
+    columns = _chunk_lists(arrays, 0, len(arrays.owner))
     first, skipped = arrays.first, skip.tolist() if skip is not None else None
     for row in np.flatnonzero(~arrays.bad_rows).tolist():
-        if skipped is not None and skipped[row]:
-            continue
-        kept_chunks = []
-        dropped = n_clipped = 0
-        for c in range(first[row], first[row + 1]):
-            if not kept[c]:
-                dropped += 1
-                continue
-            n_clipped += flags[c]
-            kept_chunks.append((starts[c], ends[c], pixel_rows[c], scores[c]))
-        out[row] = (_merge_spans(captions[row], kept_chunks), dropped, n_clipped)
+        if skipped is None or not skipped[row]:
+            out[row] = _kept_regions(captions[row], columns, first[row], first[row + 1])
     return out
 
 
 def _row_regions(arrays: ChunkArrays, captions: list[Any], row: int) -> tuple[list[Region], int, int]:
-    """:func:`_prepared_regions` of one row."""
-    chunks = []
-    dropped = clipped = 0
-    for c in range(arrays.first[row], arrays.first[row + 1]):
-        if not arrays.keep[c]:
+    """:func:`_prepared_regions` of one row (a block's row leaving the columnar path)."""
+    lo, hi = arrays.first[row], arrays.first[row + 1]
+    return _kept_regions(captions[row], _chunk_lists(arrays, lo, hi), 0, hi - lo)
+
+
+def _chunk_lists(arrays: ChunkArrays, lo: int, hi: int) -> tuple[list, list, list, list, list, list]:
+    """Chunks ``lo:hi`` as Python lists (start, end, pixel box, score, kept, clipped) for the row loop."""
+    return (
+        arrays.start[lo:hi].tolist(),
+        arrays.end[lo:hi].tolist(),
+        arrays.pixels[lo:hi].tolist(),
+        arrays.score[lo:hi].tolist(),
+        arrays.keep[lo:hi].tolist(),
+        arrays.clipped[lo:hi].tolist(),
+    )
+
+
+def _kept_regions(caption: str, columns: tuple[list, ...], lo: int, hi: int) -> tuple[list[Region], int, int]:
+    """(regions, dropped, clipped) of one row's chunks ``lo:hi`` in ``columns`` (:func:`_chunk_lists`)."""
+    starts, ends, pixel_rows, scores, kept, flags = columns
+    kept_chunks = []
+    dropped = n_clipped = 0
+    for c in range(lo, hi):
+        if not kept[c]:
             dropped += 1
             continue
-        clipped += bool(arrays.clipped[c])
-        chunks.append((int(arrays.start[c]), int(arrays.end[c]), arrays.pixels[c].tolist(), float(arrays.score[c])))
-    return _merge_spans(captions[row], chunks), dropped, clipped
+        n_clipped += flags[c]
+        kept_chunks.append((starts[c], ends[c], pixel_rows[c], scores[c]))
+    return _merge_spans(caption, kept_chunks), dropped, n_clipped
 
 
 def _simple_rows(arrays: ChunkArrays, ids: list[Any], captions: list[Any]) -> np.ndarray:
