@@ -124,19 +124,10 @@ class VisualGenomeReader(Reader):
 
     def read(self, partition: Partition) -> Iterator[ReadItem]:
         params = partition.params
-        path = Path(params["file"])
         images = load_image_data(params["image_data"])
         convert = _region if params["kind"] == "regions" else _object
-        with open(path, "rb") as handle:
-            stream = _ArraySlice(handle, params["start"], params["end"])
-            try:
-                for ordinal, element in enumerate(ijson.items(stream, "item", use_float=True)):
-                    where = f"element {ordinal} of bytes {params['start']}-{params['end']}"
-                    yield from _element(element, params["kind"], convert, images, str(path), where)
-            except (ijson.JSONError, UnicodeDecodeError) as exc:
-                raise InputFileError(
-                    str(path), f"invalid JSON in bytes {params['start']}-{params['end']}: {exc}", EXPECTED
-                ) from exc
+        for element, where in _elements(params):
+            yield from _element(element, params["kind"], convert, images, params["file"], where)
 
     def read_blocks(self, partition: Partition) -> Iterator[ReadItem | SampleBlock]:
         """Region descriptions as :class:`SampleBlock` runs of plain regions (no object per region); objects,
@@ -145,37 +136,41 @@ class VisualGenomeReader(Reader):
         if params["kind"] != "regions":
             yield from self.read(partition)
             return
-        path = Path(params["file"])
         images = load_image_data(params["image_data"])
-        source = str(path)
+        source = params["file"]
         gathered = _RegionBlock(images)
-        with open(path, "rb") as handle:
-            stream = _ArraySlice(handle, params["start"], params["end"])
-            try:
-                for ordinal, element in enumerate(ijson.items(stream, "item", use_float=True)):
-                    where = f"element {ordinal} of bytes {params['start']}-{params['end']}"
-                    head = _element_head(element, "regions", source, where)
-                    if isinstance(head, Reject):  # a reject (not a sample) need not end the block: rejects
-                        yield head  # keep their order among rejects, samples theirs among samples
-                        continue
-                    image_id, label, items = head
-                    for number, item in enumerate(items):
-                        if gathered.add(item, image_id):
-                            if len(gathered) >= BLOCK_SAMPLES:
-                                yield gathered.block()
-                                gathered = _RegionBlock(images)
-                            continue
-                        produced = list(_item(item, number, image_id, label, "regions", _region, images, source))
-                        if gathered and any(isinstance(p, Sample) for p in produced):
-                            yield gathered.block()  # a sample made the slow way keeps its place among samples
-                            gathered = _RegionBlock(images)
-                        yield from produced
-            except (ijson.JSONError, UnicodeDecodeError) as exc:
-                raise InputFileError(
-                    str(path), f"invalid JSON in bytes {params['start']}-{params['end']}: {exc}", EXPECTED
-                ) from exc
+        for element, where in _elements(params):
+            head = _element_head(element, "regions", source, where)
+            if isinstance(head, Reject):  # a reject (not a sample) need not end the block: rejects keep
+                yield head  # their order among rejects, samples theirs among samples
+                continue
+            image_id, label, items = head
+            for number, item in enumerate(items):
+                if gathered.add(item, image_id):
+                    if len(gathered) >= BLOCK_SAMPLES:
+                        yield gathered.block()
+                        gathered = _RegionBlock(images)
+                    continue
+                produced = list(_item(item, number, image_id, label, "regions", _region, images, source))
+                if gathered and any(isinstance(p, Sample) for p in produced):
+                    yield gathered.block()  # a sample made the slow way keeps its place among samples
+                    gathered = _RegionBlock(images)
+                yield from produced
         if gathered:
             yield gathered.block()
+
+
+def _elements(params: dict[str, Any]) -> Iterator[tuple[Any, str]]:
+    """Each top-level element of a partition's byte range, and where it is (for messages); invalid JSON is
+    an error naming the range."""
+    path, start, end = params["file"], params["start"], params["end"]
+    with open(path, "rb") as handle:
+        stream = _ArraySlice(handle, start, end)
+        try:
+            for ordinal, element in enumerate(ijson.items(stream, "item", use_float=True)):
+                yield element, f"element {ordinal} of bytes {start}-{end}"
+        except (ijson.JSONError, UnicodeDecodeError) as exc:
+            raise InputFileError(str(path), f"invalid JSON in bytes {start}-{end}: {exc}", EXPECTED) from exc
 
 
 # --- plan-time boundary search -------------------------------------------------------------------------
@@ -445,27 +440,15 @@ class _RegionBlock:
         """Take a region whose sample the row path makes without a word to say; False for anything else."""
         if type(item) is not dict:
             return False
-        region_id = item.get("region_id")
-        if type(region_id) is not int or image_id is None:  # the published v1.2 spelling takes the short way
-            try:
-                region_id = _int(item, "region_id", "id")
-                image_id = _image_id(item, image_id, "image_id", "image")
-            except RecordError:
-                return False
-        phrase = item.get("phrase")
-        if type(phrase) is not str:
+        try:  # the same helpers as _region: what they refuse, the row path rejects with the reason
+            region_id = _int(item, "region_id", "id")
+            image_id = _image_id(item, image_id, "image_id", "image")
+            text = _text(item.get("phrase"), "phrase")
+            box = _xywh(item, ("width", "w"), ("height", "h"))
+        except RecordError:
             return False
-        text = " ".join(phrase.split())
-        x, y, w, h = item.get("x"), item.get("y"), item.get("width"), item.get("height")
-        if type(x) is int and type(y) is int and type(w) is int and type(h) is int:
-            box = [float(x), float(y), float(x) + float(w), float(y) + float(h)]  # boxes.xywh_to_xyxy
-        else:
-            try:
-                box = _xywh(item, ("width", "w"), ("height", "h"))
-            except RecordError:
-                return False
         info = self.images.get(image_id)
-        if not text or info is None or info.width is None or info.height is None or boxes.is_empty(box):
+        if info is None or info.width is None or info.height is None or boxes.is_empty(box):
             return False
         shown = box
         if not boxes.is_inside(box, info.width, info.height):
