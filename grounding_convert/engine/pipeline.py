@@ -29,7 +29,7 @@ from ..readers.base import Partition, SampleBlock
 from ..schema import Sample
 from ..writers.batch import RenderedBatch
 from .job import Job, parse_max_rejects
-from .tally import Tally
+from .tally import Tally, histogram_columns
 
 UNSPLIT = "train"  # shard name for datasets published without splits (Visual Genome, GRIT)
 
@@ -413,10 +413,7 @@ class _Converter:
                 self.render_one(sample)
 
     def _write_batch(self, samples: list[Sample], result: RenderedBatch) -> None:
-        texts = [s.text for s in samples]
-        region_counts = [len(s.regions) for s in samples]
-        sizes = [(s.image.width or 0) * (s.image.height or 0) for s in samples]
-        self._write_rendered(samples[0].split, result, texts, region_counts, sizes)
+        self._write_rendered(samples[0].split, result, *histogram_columns(samples))
 
     def _write_rendered(self, split: str | None, result: RenderedBatch, texts: list[str], region_counts: Any,
                         sizes: Any) -> None:  # fmt: skip

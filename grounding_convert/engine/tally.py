@@ -55,6 +55,15 @@ def split_key(split: str | None) -> str:
     return split or UNSPLIT_KEY
 
 
+def histogram_columns(samples: list[Sample]) -> tuple[list[str], list[int], list[int]]:
+    """What :meth:`Tally.count_written_columns` reads of each sample: its text, number of regions, image area."""
+    return (
+        [s.text for s in samples],
+        [len(s.regions) for s in samples],
+        [(s.image.width or 0) * (s.image.height or 0) for s in samples],
+    )
+
+
 @dataclass
 class Tally:
     read: int = 0
@@ -119,15 +128,7 @@ class Tally:
         """
         if not any(per_sample):
             return
-        self.count_written_columns(
-            samples[0].split,
-            [s.text for s in samples],
-            [len(s.regions) for s in samples],
-            [(s.image.width or 0) * (s.image.height or 0) for s in samples],
-            per_sample,
-            boxes,
-            box_sample,
-        )
+        self.count_written_columns(samples[0].split, *histogram_columns(samples), per_sample, boxes, box_sample)
 
     def count_written_columns(
         self,
