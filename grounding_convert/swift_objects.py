@@ -213,8 +213,7 @@ class SwiftObjects(Writer):
 
     def pointing(self, sample: Sample, state: int) -> list[dict[str, Any]]:
         """Visual7W: the question and one ``<bbox>`` per candidate (region order) → the answer's name and box."""
-        candidates = [r for r in sample.regions if r.role in ("choice", "answer")]
-        if not any(r.role == "answer" and r.boxes for r in candidates):
+        if not any(r.role == "answer" and r.boxes for r in sample.regions):
             return []
         self._check_size(sample)
         candidates, answer = pointing_candidates(sample)

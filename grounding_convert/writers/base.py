@@ -539,7 +539,12 @@ class Writer(ABC):
 
 def image_id(sample: Sample) -> str:
     """The image's id, or its file name without extension."""
-    return sample.image.id or PurePosixPath(sample.image.file).stem
+    return image_id_of(sample.image.id, sample.image.file)
+
+
+def image_id_of(given: str | None, file: str) -> str:
+    """:func:`image_id` from the image's id and file (a reader's block holds them as columns)."""
+    return given or PurePosixPath(file).stem
 
 
 def region_coord(boxes: Sequence[Box]) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from zlib import crc32
 
@@ -32,7 +31,7 @@ import pyarrow.compute as pc
 
 from ..boxes import BoxError
 from ..schema import Sample
-from .base import SUFFIX_MULTIPLIER, image_id, ordered_spans, sample_state
+from .base import SUFFIX_MULTIPLIER, image_id, image_id_of, ordered_spans, sample_state
 from .convention import NORMALIZERS, Columns, Conversation, Field, around, fill, tag_caption
 
 if TYPE_CHECKING:
@@ -150,9 +149,7 @@ class FlatSamples:
             block.ids,
             block.texts,
             block.files,
-            block.image_ids
-            if all(block.image_ids)
-            else [i or PurePosixPath(f).stem for i, f in zip(block.image_ids, block.files, strict=True)],
+            [image_id_of(i, f) for i, f in zip(block.image_ids, block.files, strict=True)],
             region_sample,
             index.tolist(),
             block.phrases,
