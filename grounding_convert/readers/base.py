@@ -30,10 +30,10 @@ class SampleBlock:
     """Consecutive plain samples of one split as columns: what a reader hands the pipeline's columnar path
     instead of one :class:`Sample` object per record (``Reader.read_blocks``).
 
-    Every sample has an integer size > 0, a non-empty text and regions whose spans are in text order and do
-    not overlap, each with one or more boxes and no role; ``sample(i)`` builds the very :class:`Sample`
-    ``Reader.read`` would have yielded, for the samples that leave the columnar path.  ``notes`` are the
-    counts of the notes ``read`` would have yielded for these samples.
+    Every sample has an integer size > 0 and a non-empty text; the block lists its regions that have one or
+    more boxes (none with a role, spans in text order, none overlapping).  ``sample(i)`` builds the very
+    :class:`Sample` ``Reader.read`` would have yielded, for the samples that leave the columnar path.
+    ``notes`` are the counts of the notes ``read`` would have yielded for these samples.
     """
 
     split: str | None
@@ -52,6 +52,11 @@ class SampleBlock:
     notes: dict[str, int]
     make: Any  # (i) -> Sample
     strings: list[str] = field(default_factory=list)  # the samples' other strings (urls...), for the UTF-8 check
+    # where some samples also have regions without boxes (Flickr30K Entities' non-visual phrases): each
+    # region's place among its sample's regions (record ids count them all), and each sample's number of
+    # regions (the tally's histogram); None when every region of every sample is in the block
+    region_index: Any = None
+    region_counts: Any = None
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -140,7 +140,11 @@ class FlatSamples:
         n = len(block)
         region_sample = np.asarray(block.region_sample, dtype=np.int64)
         firsts = np.searchsorted(region_sample, np.arange(n + 1)).tolist()
-        index = np.arange(len(region_sample), dtype=np.int64) - np.asarray(firsts[:-1], dtype=np.int64)[region_sample]
+        if block.region_index is not None:
+            index = np.asarray(block.region_index, dtype=np.int64)
+        else:  # every region of a sample is in the block: numbered from 0 in each sample
+            index = np.arange(len(region_sample), dtype=np.int64)
+            index -= np.asarray(firsts[:-1], dtype=np.int64)[region_sample]
         return cls(
             n,
             np.array([sample_state(seed, i) for i in block.ids], dtype=np.uint64),

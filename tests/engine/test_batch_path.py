@@ -241,10 +241,11 @@ def test_trainer_layouts_batched_equal_per_record(image_token_grit, tmp_path, mo
         ("grit", "grit", {}),
         ("visual-genome", "visual-genome", {}),
         ("visual-genome", "visual-genome", {"annotations": "objects"}),
+        ("flickr30k-entities", "flickr30k-entities", {}),
     ],
 )
 def test_reader_blocks_equal_samples_and_per_record(tmp_path, monkeypatch, dataset, reader, options):
-    """Readers' SampleBlocks (GRIT parquet, VG regions) give the trees of the sample path and of the per-record
+    """Readers' SampleBlocks (GRIT parquet, VG regions, Flickr30K Entities captions) give the trees of the sample path and of the per-record
     path; the blocks are taken where a reader makes them."""
     root = tmp_path / "in"
     generate(dataset, root, images=60, seed=6)

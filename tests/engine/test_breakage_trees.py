@@ -45,3 +45,26 @@ def test_worker_count_comparison_fails_when_records_depend_on_the_process(odd_gr
     monkeypatch.setattr(batch, "as_strings", lambda values: real(values + (os.getpid() != parent)))
     trees = trees_by_workers(odd_grit, tmp_path)
     assert trees[0] != trees[1]
+
+
+def test_block_comparison_fails_when_a_block_forgets_phrases_without_boxes(tmp_path, monkeypatch):
+    """test_batch_path's reader-block comparison on Flickr30K Entities sees a block that numbers only the
+    phrases with boxes (the record ids and the tally's region counts of the samples with non-visual phrases
+    change)."""
+    from grounding_convert.readers import flickr30k_entities as flickr
+    from grounding_convert.synth import generate
+
+    root = tmp_path / "in"
+    generate("flickr30k-entities", root, images=40, seed=6)
+    real = flickr._CaptionBlock.block
+
+    def forgetful(self):
+        block = real(self)
+        block.region_index = block.region_counts = None
+        return block
+
+    with monkeypatch.context() as patch:
+        patch.setattr(flickr._CaptionBlock, "block", forgetful)
+        batched, per_record = run_both(patch, tmp_path, input=str(root), reader="flickr30k-entities")
+    assert batched.keys() == per_record.keys()
+    assert batched != per_record

@@ -11,8 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grounding_convert.errors import Filtered, InputFileError, Note, Reject
+from grounding_convert.readers.base import SampleBlock
 from grounding_convert.readers.flickr30k_entities import Flickr30kEntitiesReader, parse_caption
 from grounding_convert.schema import Sample
+
+from . import block_checks
 
 # --- helpers -----------------------------------------------------------------------------------------
 
@@ -259,7 +262,8 @@ def test_missing_and_broken_xml_reject_every_caption(tmp_path: Path):
     assert [s.id for s in samples_of(items)] == ["flickr30k_entities/9/0", "flickr30k_entities/9/1"]
 
 
-def test_record_problems_reject_only_their_caption(tmp_path: Path):
+def odd_records(tmp_path: Path) -> Path:
+    """One image whose captions hit every per-caption problem, between plain, clipped and non-visual ones."""
     xml = (
         HEAD.format(id=7, w=100, h=80)
         + box_obj(["1", "3"], 1, 1, 50, 40)
@@ -281,7 +285,11 @@ def test_record_problems_reject_only_their_caption(tmp_path: Path):
         b"[/EN#1/people A man [/EN#3/people nested] .",
         b"[/EN#3/people the other] near [/EN#0/notvisual it] .",
     ]
-    root = make_dataset(tmp_path, {"7": (b"\n".join(lines) + b"\n", xml)}, splits={"val": ["7"]})
+    return make_dataset(tmp_path, {"7": (b"\n".join(lines) + b"\n", xml)}, splits={"val": ["7"]})
+
+
+def test_record_problems_reject_only_their_caption(tmp_path: Path):
+    root = odd_records(tmp_path)
     items = read_all(root)
     kinds = [
         (type(x).__name__, x.reason if isinstance(x, Reject) else getattr(x, "id", getattr(x, "what", None)))
@@ -368,3 +376,131 @@ def test_garbage_never_raises_and_every_caption_is_accounted(tmp_path_factory, s
     outcomes = [x for x in items if isinstance(x, Sample | Reject | Filtered)]
     assert len(outcomes) == len(captions)
     assert all(isinstance(x, Sample | Reject | Note) for x in items)
+
+
+# --- blocks (read_blocks) ------------------------------------------------------------------------------
+
+
+def flickr_blocks(path: Path) -> tuple[list, list, int]:
+    return block_checks.blocks_and_rows(Flickr30kEntitiesReader(), path)
+
+
+def test_blocks_give_what_read_gives_on_the_real_excerpt(flickr_excerpt: Path):
+    rows, expanded, blocks = flickr_blocks(flickr_excerpt)
+    block_checks.same_accounting(rows, expanded)
+    assert blocks > 0 and len(samples_of(rows)) == 1000
+
+
+def test_blocks_around_bad_records(tmp_path: Path):
+    """Rejects, a clipped box and a non-visual phrase among plain captions: one block, the same samples."""
+    rows, expanded, blocks = flickr_blocks(odd_records(tmp_path))
+    block_checks.same_accounting(rows, expanded)
+    assert block_checks.accounting(rows)["note:clipped-box"] == 1 and blocks == 1  # rejects do not cut a block
+
+
+def test_block_columns_count_phrases_without_boxes(tmp_path: Path):
+    """A non-visual phrase is not in the block's regions but keeps its place in the record numbering and in
+    the sample's region count."""
+    reader = Flickr30kEntitiesReader()
+    (partition,) = reader.plan(str(odd_records(tmp_path)))
+    blocks = [b for b in reader.read_blocks(partition) if isinstance(b, SampleBlock)]
+    (block,) = blocks
+    assert block.ids == ["flickr30k_entities/7/0", "flickr30k_entities/7/7"]
+    assert block.phrases == ["A man", "the other"]  # "a park" (scene, no box) and "it" (non-visual) left out
+    assert block.region_index.tolist() == [0, 0] and block.region_counts.tolist() == [2, 2]
+    assert block.region_boxes.tolist() == [0, 2, 3] and block.boxes.tolist()[1] == [89, 69, 100, 80]
+    assert block.notes == {"clipped-box": 1} and block.split == "val"
+
+
+def test_blocks_on_synthetic_captions(tmp_path: Path):
+    from grounding_convert.synth.flickr30k_entities import generate
+
+    generate(tmp_path, images=80, seed=5, write_images=False)
+    rows, expanded, blocks = flickr_blocks(tmp_path)
+    block_checks.same_accounting(rows, expanded)
+    assert blocks >= 2 and len(samples_of(rows)) == 400
+
+
+# --- the XML walk equals ElementPath's reading ----------------------------------------------------------
+
+
+def element_path_annotation(data: bytes) -> tuple:
+    """The annotation as the ElementPath calls (findtext/findall/find) read it: the reference for the
+    hand-written child walk of ``parse_annotation``."""
+    root = ET.fromstring(data)
+    width, height = root.findtext("size/width"), root.findtext("size/height")
+    objects = []
+    for obj in root.iter("object"):
+        corners = [obj.findtext(f"bndbox/{tag}") for tag in ("xmin", "ymin", "xmax", "ymax")]
+        objects.append(
+            (
+                [(n.text or "").strip() for n in obj.findall("name") if (n.text or "").strip()],
+                corners if obj.find("bndbox") is not None else None,
+                (obj.findtext("scene") or "").strip() == "1",
+                (obj.findtext("nobndbox") or "").strip() == "1",
+            )
+        )
+    return width, height, objects
+
+
+def expected_annotation(data: bytes) -> dict:
+    """What parse_annotation must give, built from the ElementPath reading with the reader's own box rules."""
+    from grounding_convert.readers import flickr30k_entities as F
+
+    width, height, objects = element_path_annotation(data)
+    w, h = int(float(width)), int(float(height))
+    out: dict = {"names": set(), "boxes": {}, "bad": {}, "scene": set(), "nobox": set()}
+    for index, (names, corners, scene, nobox) in enumerate(objects):
+        out["names"].update(names)
+        if corners is not None:
+            frame = ET.Element("bndbox")
+            for tag, text in zip(("xmin", "ymin", "xmax", "ymax"), corners, strict=True):
+                if text is not None:
+                    ET.SubElement(frame, tag).text = text
+            try:
+                result = F._box([frame], index, w, h)
+            except F.AnnotationError as exc:
+                for name in names:
+                    out["bad"].setdefault(name, (exc.reason, exc.message))
+            else:
+                for name in names:
+                    out["boxes"].setdefault(name, []).append(result)
+        if scene:
+            out["scene"].update(names)
+        if nobox:
+            out["nobox"].update(names)
+    return out
+
+
+_corner = st.one_of(st.none(), st.sampled_from(["1", "5", " 40 ", "", "x", "120", "3.0"]))
+_child = st.one_of(
+    st.builds(lambda n: f"<name>{n}</name>", st.sampled_from(["1", "2", " 3 ", "", "0"])),
+    st.builds(
+        lambda c: (
+            "<bndbox>"
+            + "".join(
+                f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), c, strict=True) if v is not None
+            )
+            + "</bndbox>"
+        ),
+        st.tuples(_corner, _corner, _corner, _corner),
+    ),
+    st.builds(lambda v: f"<scene>{v}</scene>", st.sampled_from(["0", "1", " 1 ", ""])),
+    st.builds(lambda v: f"<nobndbox>{v}</nobndbox>", st.sampled_from(["0", "1", ""])),
+    st.just("<object><name>9</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></object>"),
+    st.just("<other>1</other>"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(objects=st.lists(st.lists(_child, max_size=7), max_size=5))
+def test_xml_walk_reads_what_element_path_reads(objects):
+    """Several names, several or partial <bndbox>es, repeated flags, nested objects, empty texts: the child
+    walk gives the annotation the ElementPath reading gives."""
+    from grounding_convert.readers.flickr30k_entities import parse_annotation
+
+    body = "".join("<object>" + "".join(children) + "</object>" for children in objects)
+    data = f"<annotation><size><width>100</width><height>80</height></size>{body}</annotation>".encode()
+    ann = parse_annotation(data)
+    got = {"names": ann.names, "boxes": ann.boxes, "bad": ann.bad, "scene": ann.scene, "nobox": ann.nobox}
+    assert got == expected_annotation(data)

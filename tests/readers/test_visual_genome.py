@@ -12,30 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grounding_convert.errors import InputFileError, Note, Reject, UsageError
-from grounding_convert.readers.base import Reader, SampleBlock
+from grounding_convert.readers.base import Reader
 from grounding_convert.readers.visual_genome import VisualGenomeReader
 from grounding_convert.schema import Sample
 from grounding_convert.synth.visual_genome import generate
+
+from . import block_checks
+from .block_checks import accounting as tally
+from .block_checks import same_accounting
 
 
 def read_all(path: Path | str, **options: object) -> list:
     reader = VisualGenomeReader.from_mapping(dict(options))
     return [item for partition in reader.plan(str(path)) for item in reader.read(partition)]
-
-
-def tally(items: list) -> Counter:
-    """Samples, rejects by reason and notes by what: the reader's full accounting."""
-    out: Counter = Counter()
-    for item in items:
-        if isinstance(item, Sample):
-            out["sample"] += 1
-        elif isinstance(item, Reject):
-            out[f"reject:{item.reason}"] += 1
-        elif isinstance(item, Note):
-            out[f"note:{item.what}"] += item.count
-        else:
-            out[type(item).__name__] += 1
-    return out
 
 
 def samples(items: list) -> list[Sample]:
@@ -450,26 +439,7 @@ def test_synthetic_images_are_where_the_samples_say(tmp_path: Path) -> None:
 
 
 def blocks_and_rows(path: Path | str, **options: object) -> tuple[list, list, int]:
-    """(read's items, read_blocks' items with each block expanded into its samples, blocks seen)."""
-    reader = VisualGenomeReader.from_mapping(dict(options))
-    rows, expanded, blocks = [], [], 0
-    for partition in reader.plan(str(path)):
-        rows += reader.read(partition)
-        for item in reader.read_blocks(partition):
-            if isinstance(item, SampleBlock):
-                blocks += 1
-                expanded += item.samples()
-                expanded += [Note(what, count) for what, count in item.notes.items()]
-            else:
-                expanded.append(item)
-    return rows, expanded, blocks
-
-
-def same_accounting(rows: list, expanded: list) -> None:
-    assert repr(samples(rows)) == repr(samples(expanded))  # every sample, in order
-    rejects = [i for i in rows if isinstance(i, Reject)]
-    assert repr(rejects) == repr([i for i in expanded if isinstance(i, Reject)])  # every reject, in order
-    assert tally(rows) == tally(expanded)
+    return block_checks.blocks_and_rows(VisualGenomeReader.from_mapping(dict(options)), path)
 
 
 @pytest.mark.parametrize(("version", "annotations"), [("v1.2", "regions"), ("v1.0", "regions"), ("v1.2", "objects")])
