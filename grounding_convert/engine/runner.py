@@ -112,7 +112,7 @@ def _typed(options_cls: type, values: dict[str, Any], owner: str) -> dict[str, A
 
 def input_fingerprint(job: Job, files: list) -> dict[str, Any]:
     """Sizes of the input files (and a digest of the listing) so --resume notices a changed input."""
-    listing = sorted((str(p), p.stat().st_size) for p in files)
+    listing = sorted((name, os.stat(name).st_size) for name in map(os.fspath, files))
     digest = hashlib.sha256("".join(f"{n}\t{s}\n" for n, s in listing).encode()).hexdigest()
     info: dict[str, Any] = {"files": len(listing), "bytes": sum(s for _, s in listing), "listing_sha256": digest}
     if len(listing) <= 50:

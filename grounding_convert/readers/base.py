@@ -13,7 +13,7 @@ import dataclasses
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -132,8 +132,8 @@ class Reader(ABC):
         """
         return False
 
-    def input_files(self, input_path: str) -> list[Path]:
-        """The files this reader consumes (recorded with sizes in the manifest)."""
+    def input_files(self, input_path: str) -> Sequence[str | Path]:
+        """The files this reader consumes (recorded with sizes in the manifest), as paths or path strings."""
         p = Path(input_path)
         if p.is_file():
             return [p]

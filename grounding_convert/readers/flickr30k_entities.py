@@ -232,15 +232,17 @@ class Flickr30kEntitiesReader(Reader):
         p = Path(path)
         return (p / "Sentences").is_dir() and (p / "Annotations").is_dir()
 
-    def input_files(self, input_path: str) -> list[Path]:
-        root = Path(input_path)
-        files = [root / f"{s}.txt" for s in SPLITS if (root / f"{s}.txt").is_file()]
+    def input_files(self, input_path: str) -> list[str]:
+        """As path strings: 60,000 Path objects (built, then formatted for the listing) cost the run's serial
+        start a fifth of a second."""
+        root = str(Path(input_path))
+        files = [str(Path(root, f"{s}.txt")) for s in SPLITS if os.path.isfile(os.path.join(root, f"{s}.txt"))]
         for sub, ext in (("Sentences", ".txt"), ("Annotations", ".xml")):
-            folder = root / sub
-            if folder.is_dir():  # scandir: file types from the listing, no stat per file (60,000 of them)
+            folder = str(Path(root, sub))
+            if os.path.isdir(folder):  # scandir: file types from the listing, no stat per file (60,000 of them)
                 with os.scandir(folder) as entries:
                     names = sorted(e.name for e in entries if e.name.endswith(ext) and e.name != ext and e.is_file())
-                files += [folder / name for name in names]
+                files += [os.path.join(folder, name) for name in names]
         return files
 
     def plan(self, input_path: str) -> list[Partition]:

@@ -245,8 +245,8 @@ def test_trainer_layouts_batched_equal_per_record(image_token_grit, tmp_path, mo
     ],
 )
 def test_reader_blocks_equal_samples_and_per_record(tmp_path, monkeypatch, dataset, reader, options):
-    """Readers' SampleBlocks (GRIT parquet, VG regions, Flickr30K Entities captions) give the trees of the sample path and of the per-record
-    path; the blocks are taken where a reader makes them."""
+    """Readers' SampleBlocks (GRIT parquet, VG regions, Flickr30K Entities captions) give the trees of the
+    sample path and of the per-record path; the blocks are taken where a reader makes them."""
     root = tmp_path / "in"
     generate(dataset, root, images=60, seed=6)
     calls = []

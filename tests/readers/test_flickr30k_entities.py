@@ -208,6 +208,11 @@ def test_detect_and_input_files(flickr_excerpt: Path, tmp_path: Path):
     assert not Flickr30kEntitiesReader.detect(str(tmp_path))
     files = Flickr30kEntitiesReader().input_files(str(flickr_excerpt))
     assert len(files) == 3 + 200 + 200
+    # path strings, as Path would spell them (the manifest's listing and --resume's check depend on it)
+    assert [str(Path(f)) for f in files] == files
+    assert files[:3] == [str(flickr_excerpt / f"{s}.txt") for s in ("train", "val", "test")]
+    assert files[3] == str(flickr_excerpt / "Sentences" / "101262930.txt")
+    assert all(Path(f).is_file() for f in files)
 
 
 def test_without_split_files_ids_are_sorted_and_unsplit(flickr_excerpt: Path, tmp_path: Path):
