@@ -365,8 +365,7 @@ def _image_captions(image_id: str, split: str | None, sentences_path: str, xml_p
     ann: Annotation | None = None
     problem: tuple[str, str] | None = None
     try:
-        with open(xml_path, "rb") as handle:
-            ann = parse_annotation(handle.read())
+        ann = parse_annotation(_whole_file(xml_path))
     except FileNotFoundError:
         problem = ("unknown-reference", f"no annotation file {xml_path} for this image")
     except OSError as exc:
@@ -498,10 +497,22 @@ class _CaptionBlock:
 # --- helpers -----------------------------------------------------------------------------------------
 
 
+def _whole_file(path: str) -> bytes:
+    """A small file's bytes by plain system calls: ``open()`` adds a buffered reader and a terminal check
+    per file, which doubled the cost of reading this dataset's 60,000 files."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read_bytes(path: Path | str, expected: str) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return _whole_file(os.fspath(path))
     except OSError as exc:
         raise InputFileError(path, f"cannot be read ({exc.strerror})", expected) from None
 

@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from grounding_convert.errors import Filtered, InputFileError, Note, Reject
 from grounding_convert.readers.base import SampleBlock
-from grounding_convert.readers.flickr30k_entities import Flickr30kEntitiesReader, parse_caption
+from grounding_convert.readers.flickr30k_entities import (
+    Flickr30kEntitiesReader,
+    parse_caption,
+)
 from grounding_convert.schema import Sample
 
 from . import block_checks
@@ -509,3 +512,16 @@ def test_xml_walk_reads_what_element_path_reads(objects):
     ann = parse_annotation(data)
     got = {"names": ann.names, "boxes": ann.boxes, "bad": ann.bad, "scene": ann.scene, "nobox": ann.nobox}
     assert got == expected_annotation(data)
+
+
+def test_an_annotation_that_is_a_folder_rejects_its_captions(tmp_path: Path):
+    """Files are read with plain system calls: a folder where the XML should be is still an unreadable
+    annotation (every caption rejected, saying why), and a large XML is read whole."""
+    big = HEAD.format(id=8, w=100, h=80) + box_obj(["1"], 1, 1, 50, 40) * 3000 + "</annotation>"
+    assert len(big) > 1 << 18  # several reads of 64 KiB
+    root = make_dataset(tmp_path, {"7": ("[/EN#1/people A man] .\n", None), "8": ("[/EN#1/people A man] .\n", big)})
+    (root / "Annotations" / "7.xml").mkdir()
+    items = read_all(root)
+    assert [type(x).__name__ for x in items] == ["Reject", "Sample"]
+    assert items[0].reason == "unknown-reference" and "cannot be read (Is a directory)" in items[0].message
+    assert len(items[1].regions[0].boxes) == 3000
