@@ -36,8 +36,10 @@ UNSPLIT = "train"  # shard name for datasets published without splits (Visual Ge
 
 # A partition allocates millions of short-lived, acyclic containers (rows, samples, records) that reference
 # counting frees; at Python's default threshold (700) the cycle collector runs every few samples and
-# rescans them, which cost ~15-20% of a GRIT run.  Cycles (rare: exceptions) are still collected.
-GC_YOUNG = 20000
+# rescans them, which cost ~15-20% of a GRIT run; at 20,000 a reader block's few thousand captions (each
+# with its annotation's dicts and sets) were still rescanned, ~2-3% of a Flickr30K Entities run.  Cycles
+# (rare: exceptions) are still collected.
+GC_YOUNG = 100_000
 # Samples rendered together by a writer's columnar path: large enough that the fixed cost of a few dozen
 # Arrow kernel calls disappears (4,096 runs ~4% fewer instructions per GRIT row than 1,024), small enough
 # to keep memory flat (~25,000 records, a few tens of MB).

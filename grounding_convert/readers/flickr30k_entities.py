@@ -124,6 +124,10 @@ class Annotation:
     bad: dict[str, tuple[str, str]] = field(default_factory=dict)  # chain -> (reason, message)
     scene: set[str] = field(default_factory=set)
     nobox: set[str] = field(default_factory=set)
+    # per chain with boxes: their corners one after another, and how many were clipped (for the block
+    # columns and the clipped-box notes of the image's five captions, worked out once)
+    corners: dict[str, list[float]] = field(default_factory=dict)
+    clipped: dict[str, int] = field(default_factory=dict)
 
 
 def _child_text(parents: list[ET.Element], tag: str) -> str | None:
@@ -213,6 +217,9 @@ def parse_annotation(data: bytes) -> Annotation:
             ann.scene.update(names)
         if nobox is not None and nobox.strip() == "1":
             ann.nobox.update(names)
+    for chain, found in ann.boxes.items():
+        ann.corners[chain] = [value for box, _ in found for value in box]
+        ann.clipped[chain] = sum(was_clipped for _, was_clipped in found)
     return ann
 
 
@@ -314,18 +321,19 @@ class Flickr30kEntitiesReader(Reader):
 class Caption:
     """One caption whose every phrase's chain is usable: what a sample is made of."""
 
+    sample_id: str
     image_id: str
     split: str | None
-    index: int
     text: str
     mentions: list[Mention]
     ann: Annotation
     xml_path: str
-    clipped: int  # boxes of its phrases clipped to the image (one clipped-box note)
 
     @property
-    def sample_id(self) -> str:
-        return flickr30k_id(self.image_id, self.index)
+    def clipped(self) -> int:
+        """Boxes of its phrases clipped to the image (one clipped-box note)."""
+        clipped = self.ann.clipped
+        return sum(clipped.get(m.chain, 0) for m in self.mentions if m.chain != NOTVISUAL_CHAIN)
 
     def chain_boxes(self, mention: Mention) -> list[tuple[Box, bool]]:
         return self.ann.boxes.get(mention.chain, []) if mention.chain != NOTVISUAL_CHAIN else []
@@ -400,10 +408,7 @@ def _image_captions(image_id: str, split: str | None, sentences_path: str, xml_p
             reason, message = unusable
             yield Reject(reason, f"{where}: {message}", sentences_path, position, line)
             continue
-        clipped = sum(
-            was_clipped for m in mentions if m.chain != NOTVISUAL_CHAIN for _, was_clipped in ann.boxes.get(m.chain, ())
-        )
-        yield Caption(image_id, split, caption_index, text, mentions, ann, xml_path, clipped)
+        yield Caption(flickr30k_id(image_id, caption_index), image_id, split, text, mentions, ann, xml_path)
 
 
 def _unusable_chain(mentions: list[Mention], ann: Annotation, xml_path: str) -> tuple[str, str] | None:
@@ -426,71 +431,59 @@ class _CaptionBlock:
     def __init__(self, split: str | None):
         self.split = split
         self.captions: list[Caption] = []
-        self.ids: list[str] = []
-        self.texts: list[str] = []
-        self.files: list[str] = []
-        self.image_ids: list[str] = []
-        self.widths: list[int] = []
-        self.heights: list[int] = []
-        self.region_counts: list[int] = []
-        self.region_sample: list[int] = []
-        self.region_index: list[int] = []
-        self.phrases: list[str] = []
-        self.starts: list[int] = []
-        self.ends: list[int] = []
-        self.box_counts: list[int] = []
-        self.coords: list[float] = []
-        self.clipped = 0
 
     def add(self, caption: Caption) -> None:
-        s = len(self.ids)
-        ann = caption.ann
         self.captions.append(caption)
-        self.ids.append(caption.sample_id)
-        self.texts.append(caption.text)
-        self.files.append(f"{caption.image_id}.jpg")
-        self.image_ids.append(caption.image_id)
-        self.widths.append(ann.width)
-        self.heights.append(ann.height)
-        self.region_counts.append(len(caption.mentions))
-        self.clipped += caption.clipped
-        for index, mention in enumerate(caption.mentions):
-            boxes = caption.chain_boxes(mention)
-            if not boxes:
-                continue
-            self.region_sample.append(s)
-            self.region_index.append(index)
-            self.phrases.append(mention.phrase)
-            self.starts.append(mention.start)
-            self.ends.append(mention.end)
-            self.box_counts.append(len(boxes))
-            for box, _ in boxes:
-                self.coords.extend(box)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.captions)
 
     def block(self) -> SampleBlock:
-        offsets = np.zeros(len(self.box_counts) + 1, dtype=np.int32)
-        np.cumsum(self.box_counts, out=offsets[1:])
+        captions = self.captions
+        region_sample: list[int] = []
+        region_index: list[int] = []
+        phrases: list[str] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        box_counts: list[int] = []
+        coords: list[float] = []
+        clipped = 0
+        for s, caption in enumerate(captions):  # once per phrase of every caption: plain appends only
+            corners, clipped_of = caption.ann.corners, caption.ann.clipped
+            for index, mention in enumerate(caption.mentions):
+                chain = mention.chain
+                if chain == NOTVISUAL_CHAIN or chain not in corners:
+                    continue
+                found = corners[chain]
+                region_sample.append(s)
+                region_index.append(index)
+                phrases.append(mention.phrase)
+                starts.append(mention.start)
+                ends.append(mention.end)
+                box_counts.append(len(found) // 4)
+                coords += found
+                clipped += clipped_of[chain]
+        offsets = np.zeros(len(box_counts) + 1, dtype=np.int32)
+        np.cumsum(box_counts, out=offsets[1:])
+        image_ids = [c.image_id for c in captions]
         return SampleBlock(
             split=self.split,
-            ids=self.ids,
-            texts=self.texts,
-            files=self.files,
-            image_ids=self.image_ids,
-            widths=np.array(self.widths, dtype=np.int64),
-            heights=np.array(self.heights, dtype=np.int64),
-            region_sample=np.array(self.region_sample, dtype=np.int64),
-            phrases=self.phrases,
-            starts=np.array(self.starts, dtype=np.int64),
-            ends=np.array(self.ends, dtype=np.int64),
+            ids=[c.sample_id for c in captions],
+            texts=[c.text for c in captions],
+            files=[f"{image_id}.jpg" for image_id in image_ids],
+            image_ids=image_ids,
+            widths=np.array([c.ann.width for c in captions], dtype=np.int64),
+            heights=np.array([c.ann.height for c in captions], dtype=np.int64),
+            region_sample=np.array(region_sample, dtype=np.int64),
+            phrases=phrases,
+            starts=np.array(starts, dtype=np.int64),
+            ends=np.array(ends, dtype=np.int64),
             region_boxes=offsets,
-            boxes=np.array(self.coords, dtype=np.float64).reshape(-1, 4),
-            notes={"clipped-box": self.clipped} if self.clipped else {},
-            make=lambda i, captions=self.captions: captions[i].sample(),
-            region_index=np.array(self.region_index, dtype=np.int64),
-            region_counts=np.array(self.region_counts, dtype=np.int64),
+            boxes=np.array(coords, dtype=np.float64).reshape(-1, 4),
+            notes={"clipped-box": clipped} if clipped else {},
+            make=lambda i: captions[i].sample(),
+            region_index=np.array(region_index, dtype=np.int64),
+            region_counts=np.array([len(c.mentions) for c in captions], dtype=np.int64),
         )
 
 
