@@ -104,7 +104,7 @@ class LaidOut:
         if isinstance(result, list):
             return result
         rendered = result.batch
-        stray = self._stray_image_tokens(rendered.column("conversations"), result.per_sample)
+        stray = self._stray_image_tokens(rendered.column("conversations"), result.counts)
         if stray:
             return stray
         image = rendered.column("image")
@@ -115,14 +115,14 @@ class LaidOut:
         return replace(result, batch=pa.RecordBatch.from_arrays(arrays, schema=self.schema()))
 
     @staticmethod
-    def _stray_image_tokens(messages: pa.Array, per_sample: list[dict[str, int]]) -> list[int]:
+    def _stray_image_tokens(messages: pa.Array, counts: np.ndarray) -> list[int]:
         """Samples with a record whose messages hold ``<image>`` anywhere but at the head of the user turn
         (a phrase and a phrasing meeting to spell it): the per-record path refuses them, with the reason."""
         hits = pc.count_substring(messages.flatten().field("content"), IMAGE_TOKEN).to_numpy(zero_copy_only=False)
         expected = np.tile(np.array([1, 0]), len(messages))
         if len(hits) == len(expected) and (hits == expected).all():
             return []
-        per_record = np.repeat(np.arange(len(per_sample)), [sum(counts.values()) for counts in per_sample])
+        per_record = np.repeat(np.arange(counts.shape[1]), counts.sum(axis=0))
         offsets = messages.offsets.to_numpy() - messages.offsets[0].as_py()
         bad = [r for r in range(len(messages)) if hits[offsets[r] : offsets[r + 1]].tolist() != [1, 0]]
         return sorted({int(per_record[r]) for r in bad})

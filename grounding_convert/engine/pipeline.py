@@ -423,19 +423,20 @@ class _Converter:
                         sizes: Any) -> None:  # fmt: skip
         """A rendered batch to its split's shards, counted (samples of one split: their texts, numbers of
         regions and image areas for the tally's histograms)."""
-        tally, examples = self.tally, self.tally.examples
-        row = 0
-        for per_task in result.per_sample:
-            if not per_task:
-                tally.count_filtered(split, "no-task-applies")
-                continue
-            if len(examples) < len(self.tasks):
-                for task, count in per_task.items():  # tasks in job order, as the records are
-                    if task not in examples:
-                        examples[task] = result.batch.slice(row, 1).to_pylist()[0]
-                    row += count
+        tally, counts = self.tally, result.counts
+        per_sample = counts.sum(axis=0)
+        unwritten = int(np.count_nonzero(per_sample == 0))
+        if unwritten:
+            tally.count_filtered(split, "no-task-applies", unwritten)
+        missing = [t for t, task in enumerate(result.tasks) if task not in tally.examples and counts[t].any()]
+        if missing:  # each task's first record in this batch, taken in record order
+            sample_rows = np.cumsum(per_sample) - per_sample  # where each sample's records begin
+            firsts = sorted((int(np.argmax(counts[t] > 0)), t) for t in missing)
+            for s, t in firsts:
+                row = int(sample_rows[s] + counts[:t, s].sum())
+                tally.examples[result.tasks[t]] = result.batch.slice(row, 1).to_pylist()[0]
         tally.count_written_columns(
-            split, texts, region_counts, sizes, result.per_sample, result.boxes, result.box_sample
+            split, texts, region_counts, sizes, result.tasks, counts, result.boxes, result.box_sample
         )
         self.sink(split, "").add_batch(result.batch)
 

@@ -119,16 +119,16 @@ class Tally:
                     box_area[labels[bisect_left(AREA_BUCKETS, value)] if value == value else nan] += 1
 
     def count_written_many(
-        self, samples: list[Sample], per_sample: list[dict[str, int]], boxes: np.ndarray, box_sample: np.ndarray
+        self, samples: list[Sample], tasks: list[str], counts: np.ndarray, boxes: np.ndarray, box_sample: np.ndarray
     ) -> None:
         """:meth:`count_written` for every sample with records (all of one split), boxes given as arrays.
 
-        ``boxes`` are every box of the samples (n × 4), ``box_sample`` the sample each belongs to; the
-        same buckets come out as from the per-sample loop (``searchsorted`` left is ``bisect_left``).
+        ``counts[t, s]`` are the records of ``tasks[t]`` for sample ``s``; ``boxes`` are every box of the
+        samples (n × 4), ``box_sample`` the sample each belongs to.  The same buckets come out as from the
+        per-sample loop (``searchsorted`` left is ``bisect_left``).
         """
-        if not any(per_sample):
-            return
-        self.count_written_columns(samples[0].split, *histogram_columns(samples), per_sample, boxes, box_sample)
+        split = samples[0].split if samples else None
+        self.count_written_columns(split, *histogram_columns(samples), tasks, counts, boxes, box_sample)
 
     def count_written_columns(
         self,
@@ -136,12 +136,13 @@ class Tally:
         texts: list[str],
         region_counts: Any,
         sizes: Any,
-        per_sample: list[dict[str, int]],
+        task_names: list[str],
+        counts: np.ndarray,
         boxes: np.ndarray,
         box_sample: np.ndarray,
     ) -> None:
         """:meth:`count_written_many` from columns: each sample's text, number of regions and image area."""
-        written = [i for i, per_task in enumerate(per_sample) if per_task]
+        written = np.flatnonzero(counts.sum(axis=0)).tolist() if len(task_names) else []
         if not written:
             return
         key = split_name or UNSPLIT_KEY
@@ -149,8 +150,8 @@ class Tally:
         tasks = self.records.setdefault(key, Counter())
         self.written += len(written)
         split["written"] += len(written)
-        for i in written:
-            for task, n in per_sample[i].items():
+        for task, n in zip(task_names, counts.sum(axis=1).tolist(), strict=True):
+            if n:
                 tasks[task] += n
         words = [len(texts[i].split()) for i in written]
         _add_buckets(self.text_words, np.array(words, dtype=np.float64), WORD_BUCKETS, _WORD_LABELS)
@@ -173,10 +174,10 @@ class Tally:
         self._split(split)["rejected"] += 1
         self.reject_reasons[reason] += 1
 
-    def count_filtered(self, split: str | None, reason: str) -> None:
-        self.filtered += 1
-        self._split(split)["filtered"] += 1
-        self.filter_reasons[reason] += 1
+    def count_filtered(self, split: str | None, reason: str, n: int = 1) -> None:
+        self.filtered += n
+        self._split(split)["filtered"] += n
+        self.filter_reasons[reason] += n
 
     @property
     def balanced(self) -> bool:

@@ -46,9 +46,15 @@ class RenderedBatch:
     """Records of consecutive samples in per-record order, and how many each sample got per task."""
 
     batch: pa.RecordBatch
-    per_sample: list[dict[str, int]]
+    tasks: list[str]  # the columnar tasks, in job order (the records' order within a sample)
+    counts: np.ndarray  # int64 (tasks × samples): records of each task for each sample
     boxes: np.ndarray  # every box of the samples (n × 4) and the sample it belongs to: the tally's box areas
     box_sample: np.ndarray
+
+    @property
+    def per_sample(self) -> list[dict[str, int]]:
+        """Each sample's records per task, tasks without records left out (what render_tasks gives)."""
+        return [{t: c for t, c in zip(self.tasks, row, strict=True) if c} for row in self.counts.T.tolist()]
 
 
 @dataclass
@@ -292,16 +298,15 @@ def render_flat(writer: Writer, flat: FlatSamples, tasks: Sequence[str]) -> Rend
             counts, columns = region_block(writer, task, flat, common, tokens, box_tokens, phrases)
         columns["task"] = pa.array([task] * len(columns["sample_id"]), pa.string())
         blocks.add(task, counts, columns)
-    columns, per_sample = blocks.assemble()
+    columns, counts = blocks.assemble()
     if not columns:
-        return RenderedBatch(
-            pa.RecordBatch.from_pylist([], schema=writer.schema()), per_sample, flat.boxes, flat.box_sample
-        )
+        empty = pa.RecordBatch.from_pylist([], schema=writer.schema())
+        return RenderedBatch(empty, blocks.tasks, counts, flat.boxes, flat.box_sample)
     arrays = [columns[name] for name in ("id", "sample_id", "task", "image", "width", "height")]
     arrays += layout_columns(writer, columns)
     arrays += [columns[name] for name in sized]
     records = pa.RecordBatch.from_arrays(arrays, schema=writer.schema())
-    return RenderedBatch(records, per_sample, flat.boxes, flat.box_sample)
+    return RenderedBatch(records, blocks.tasks, counts, flat.boxes, flat.box_sample)
 
 
 def size_columns(writer: Writer, flat: FlatSamples, refused: set[int], spelled: np.ndarray) -> dict[str, pa.Array]:
@@ -646,20 +651,15 @@ class Blocks:
         self.counts.append(counts)
         self.columns.append(columns)
 
-    def assemble(self) -> tuple[dict[str, pa.Array], list[dict[str, int]]]:
-        """Columns in per-record order (sample by sample, tasks in order) and each sample's counts."""
-        n, tasks = self.n, self.tasks
-        matrix = np.array(self.counts, dtype=np.int64).reshape(len(self.counts), n)
-        if matrix.all():  # the usual case: every sample has records of every task (one dict(zip()) each)
-            per_sample = [dict(zip(tasks, row, strict=True)) for row in matrix.T.tolist()]
-        else:
-            per_sample = [{t: c for t, c in zip(tasks, row, strict=True) if c} for row in matrix.T.tolist()]
+    def assemble(self) -> tuple[dict[str, pa.Array], np.ndarray]:
+        """Columns in per-record order (sample by sample, tasks in order) and the counts (tasks × samples)."""
+        matrix = np.array(self.counts, dtype=np.int64).reshape(len(self.counts), self.n)
         if not self.columns:
-            return {}, per_sample
+            return {}, matrix
         order = pa.array(interleave(matrix))
         names = list(self.columns[0])
         columns = {name: pa.concat_arrays([block[name] for block in self.columns]).take(order) for name in names}
-        return columns, per_sample
+        return columns, matrix
 
 
 def interleave(counts: np.ndarray) -> np.ndarray:

@@ -36,8 +36,10 @@ def test_count_written_many_equals_one_by_one(data):
             one.count_written(s, per_task)
     boxes = [b for s in samples for r in s.regions for b in r.boxes]
     owner = [i for i, s in enumerate(samples) for r in s.regions for _ in r.boxes]
+    tasks = ["rec", "reg", "grounded-caption"]
+    counts = np.array([[per_task.get(t, 0) for per_task in per_sample] for t in tasks], dtype=np.int64)
     many = Tally()
     many.count_written_many(
-        samples, per_sample, np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(owner, dtype=np.int64)
+        samples, tasks, counts, np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(owner, dtype=np.int64)
     )
     assert many.to_dict() == one.to_dict()

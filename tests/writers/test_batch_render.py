@@ -270,6 +270,6 @@ def test_layouts_hand_back_samples_whose_records_spell_image_tokens():
         [{"role": "user", "content": "<image>find"}, {"role": "assistant", "content": "fine"}],  # sample 3
     ]
     messages = pa.array(rows, pa.list_(turn))
-    per_sample = [{"rec": 1}, {"rec": 1, "reg": 1}, {"reg": 1}, {"grounded-caption": 1}]
-    assert LaidOut._stray_image_tokens(messages, per_sample) == [1, 2]
-    assert LaidOut._stray_image_tokens(messages.slice(4), per_sample[3:]) == []
+    counts = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]])  # rec, reg, grounded-caption × 4 samples
+    assert LaidOut._stray_image_tokens(messages, counts) == [1, 2]
+    assert LaidOut._stray_image_tokens(messages.slice(4), counts[:, 3:]) == []
