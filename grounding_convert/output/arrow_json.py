@@ -12,6 +12,8 @@ Types outside that set (floats, maps, nulls) return None: the caller falls back 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -19,17 +21,44 @@ import pyarrow.compute as pc
 
 
 def json_records(batch: pa.RecordBatch, end: str = "\n") -> pa.Array | None:
-    """One ``{"key":value,…}`` + ``end`` string per row, in schema order; None when a column is not supported."""
+    """One ``{"key":value,…}`` + ``end`` string per row, in schema order; None when a column is not supported.
+
+    Every value and literal of a line is one part of a single element-wise join, so each byte of the
+    records is copied once (a list whose rows all hold the same number of items, such as a two-turn
+    conversation, is spelled item by item; only ragged lists are joined row by row first).
+    """
+    if batch.num_rows == 0 or batch.num_columns == 0:
+        return None
+    parts = _fields(batch.schema, batch.columns)
+    if parts is None:
+        return None
+    return _joined([*parts, "}" + end], batch.num_rows)
+
+
+def _fields(fields: Any, columns: list[pa.Array]) -> list[pa.Array | str] | None:
+    """``{"name":value,...`` of an object's fields (without the closing brace), as join parts."""
     parts: list[pa.Array | str] = []
-    for i, field in enumerate(batch.schema):
-        values = _values(batch.column(i))
+    for i, (field, column) in enumerate(zip(fields, columns, strict=True)):
+        values = _parts(column)
         if values is None:
             return None
-        parts += [("{" if i == 0 else ",") + _key(field.name), values]
-    if not parts or batch.num_rows == 0:
-        return None
-    parts.append("}" + end)
-    return pc.binary_join_element_wise(*parts, "")
+        parts += [("{" if i == 0 else ",") + _key(field.name), *values]
+    return parts
+
+
+def _joined(parts: list[pa.Array | str], rows: int) -> pa.Array:
+    """The parts joined row by row (adjacent literals first made one: fewer arguments to the kernel)."""
+    merged: list[pa.Array | str] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    if len(merged) == 1 and not isinstance(merged[0], str):
+        return merged[0]
+    if all(isinstance(part, str) for part in merged):  # no column among them (empty objects and lists)
+        return pa.array(["".join(merged)] * rows, pa.string())
+    return pc.binary_join_element_wise(*merged, "")
 
 
 def _key(name: str) -> str:
@@ -37,39 +66,51 @@ def _key(name: str) -> str:
 
 
 def _values(array: pa.Array) -> pa.Array | None:
-    """The JSON text of every value of ``array`` (None: unsupported type or a null)."""
+    """The JSON text of every value of ``array`` as one string array (None: unsupported type or a null)."""
+    parts = _parts(array)
+    return None if parts is None else _joined(parts, len(array))
+
+
+def _parts(array: pa.Array) -> list[pa.Array | str] | None:
+    """The JSON text of every value of ``array`` as join parts: literals and per-row string arrays."""
     if array.null_count:
         return None
     kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return pc.binary_join_element_wise('"', _escape(array), '"', "")
+        return ['"', _escape(array), '"']
     if pa.types.is_integer(kind):
-        return pc.cast(array, pa.string())
+        return [pc.cast(array, pa.string())]
     if pa.types.is_boolean(kind):
-        return pc.if_else(array, "true", "false")
+        return [pc.if_else(array, "true", "false")]
     if pa.types.is_struct(kind):
-        return _struct(array)
+        if kind.num_fields == 0:
+            return ["{}"]
+        parts = _fields(kind, array.flatten())
+        return None if parts is None else [*parts, "}"]
     if pa.types.is_list(kind):
-        items = _values(array.flatten())
-        if items is None:
-            return None
-        offsets = pc.subtract(array.offsets, array.offsets[0])
-        joined = pc.binary_join(pa.ListArray.from_arrays(offsets, items), ",")
-        return pc.binary_join_element_wise("[", joined, "]", "")
+        return _list_parts(array)
     return None
 
 
-def _struct(array: pa.StructArray) -> pa.Array | None:
-    parts: list[pa.Array | str] = []
-    for i, (field, child) in enumerate(zip(array.type, array.flatten(), strict=True)):
-        values = _values(child)
-        if values is None:
-            return None
-        parts += [("{" if i == 0 else ",") + _key(field.name), values]
-    if not parts:
-        return pa.array(["{}"] * len(array), pa.string())
-    parts.append("}")
-    return pc.binary_join_element_wise(*parts, "")
+def _list_parts(array: pa.ListArray) -> list[pa.Array | str] | None:
+    offsets = pc.subtract(array.offsets, array.offsets[0]).to_numpy()
+    items = array.flatten()
+    widths = np.diff(offsets)
+    if len(widths) and (widths == widths[0]).all() and widths[0] <= 8:  # every row holds the same few items
+        width = int(widths[0])
+        parts: list[pa.Array | str] = ["["]
+        for k in range(width):
+            column = items.take(pa.array(np.arange(k, len(items), width))) if width > 1 else items
+            values = _parts(column)
+            if values is None:
+                return None
+            parts += [*([","] if k else []), *values]
+        return [*parts, "]"]
+    values = _values(items)
+    if values is None:
+        return None
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), ",")
+    return ["[", joined, "]"]
 
 
 # orjson's short escapes, backslash first so the others' backslashes are not doubled again
