@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..boxes import BoxError
+from ..output.arrow_json import string_buffers
 from ..schema import Sample
 from .base import SUFFIX_MULTIPLIER, image_id, image_id_of, ordered_spans, sample_state
 from .convention import NORMALIZERS, Columns, Conversation, Field, around, fill, tag_caption
@@ -541,11 +542,15 @@ def normalized(kind: str, texts: pa.Array) -> pa.Array:
         return texts
     if kind == "strip":
         out = pc.utf8_trim(texts, characters=_ASCII_SPACE)
-    else:  # pre_caption, step by step as convention.pre_caption
+    else:  # pre_caption, step by step as convention.pre_caption (each replacement only where it can apply)
         out = pc.utf8_ltrim(pc.utf8_lower(texts), characters=",.!?*#:;~")
+        data = _text_bytes(out)
         for old, new in (("-", " "), ("/", " "), ("<person>", "person")):
-            out = pc.replace_substring(out, old, new)
-        out = pc.replace_substring_regex(out, r"[\t\n\x0b\x0c\r\x1c-\x1f ]{2,}", " ")
+            if (data == ord(old[0])).any():
+                out = pc.replace_substring(out, old, new)
+        spaces = np.isin(_text_bytes(out), _SPACE_BYTES)
+        if (spaces[1:] & spaces[:-1]).any():  # two whitespace bytes in a row somewhere: a run to squeeze
+            out = pc.replace_substring_regex(out, r"[\t\n\x0b\x0c\r\x1c-\x1f ]{2,}", " ")
         out = pc.utf8_trim(pc.utf8_rtrim(out, characters="\n"), characters=" ")
     other = pc.invert(pc.string_is_ascii(texts))
     if pc.any(other).as_py():
@@ -555,18 +560,28 @@ def normalized(kind: str, texts: pa.Array) -> pa.Array:
 
 
 def two_decimals(values: np.ndarray) -> pa.Array:
-    """``f"{v:.2f}"`` of each value: ``rint(v * 100)`` where the product is clearly off a .5 tie (its float
-    error is far below the margin), Python's own formatting for ties, negatives, huge and odd values."""
+    """``f"{v:.2f}"`` of each value (see :func:`decimal_columns`)."""
+    return decimal_columns(values[:, None])
+
+
+def decimal_columns(values: np.ndarray, separator: str = ",") -> pa.Array:
+    """``separator.join(f"{v:.2f}" for v in row)`` of each row of ``values``, in one join: ``rint(v * 100)``
+    where the product is clearly off a .5 tie (its float error is far below the margin), Python's own
+    formatting for rows holding a tie, a negative, a huge or an odd value."""
     with np.errstate(invalid="ignore", over="ignore"):
         scaled = values * 100
         cents = np.rint(np.where(np.isfinite(scaled), scaled, 0.0))
         sure = ~np.signbit(values) & (values < 1e6) & (np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6)
     cents = np.where(sure, cents, 0.0).astype(np.int64)
-    units = as_strings(cents // 100)
-    text = join(units, ".", pc.utf8_lpad(as_strings(cents % 100), width=2, padding="0"))
-    if not sure.all():
-        unsure = ~sure
-        text = pc.replace_with_mask(text, pa.array(unsure), pa.array([f"{v:.2f}" for v in values[unsure]]))
+    parts: list[Any] = []
+    for column in range(values.shape[1]):
+        units, hundredths = as_strings(cents[:, column] // 100), _HUNDREDTHS.take(pa.array(cents[:, column] % 100))
+        parts += [separator] * bool(column) + [units, ".", hundredths]
+    text = join(*parts)
+    unsure = ~sure.all(axis=1)
+    if unsure.any():
+        exact = [separator.join(f"{v:.2f}" for v in row) for row in values[unsure].tolist()]
+        text = pc.replace_with_mask(text, pa.array(unsure), pa.array(exact, pa.string()))
     return text
 
 
@@ -577,8 +592,19 @@ def region_coords(flat: FlatSamples) -> pa.Array:
         return pa.array([], pa.string())
     low = np.minimum.reduceat(boxes[:, :2], starts)
     high = np.maximum.reduceat(boxes[:, 2:], starts)
-    corners = [low[:, 0], low[:, 1], high[:, 0], high[:, 1]]
-    return join(*[piece for c in corners for piece in (two_decimals(c), ",")][:-1])
+    return decimal_columns(np.column_stack([low[:, 0], low[:, 1], high[:, 0], high[:, 1]]))
+
+
+_HUNDREDTHS = pa.array([f"{i:02d}" for i in range(100)], pa.string())
+_SPACE_BYTES = np.array([0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20], dtype=np.uint8)
+
+
+def _text_bytes(strings: pa.Array) -> np.ndarray:
+    """The UTF-8 bytes of a string array's rows, one after another (for quick presence checks)."""
+    offsets, data = string_buffers(strings)
+    if data is None:
+        return np.zeros(0, dtype=np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
 
 
 def first_draws(states: np.ndarray, suffix_crcs: np.ndarray, n: int) -> np.ndarray:

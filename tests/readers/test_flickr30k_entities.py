@@ -11,11 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grounding_convert.errors import Filtered, InputFileError, Note, Reject
+from grounding_convert.readers import flickr30k_entities_files as files
 from grounding_convert.readers.base import SampleBlock
-from grounding_convert.readers.flickr30k_entities import (
-    Flickr30kEntitiesReader,
-    parse_caption,
-)
+from grounding_convert.readers.flickr30k_entities import Flickr30kEntitiesReader
+from grounding_convert.readers.flickr30k_entities_files import parse_annotation, parse_caption
 from grounding_convert.schema import Sample
 
 from . import block_checks
@@ -453,8 +452,6 @@ def element_path_annotation(data: bytes) -> tuple:
 
 def expected_annotation(data: bytes) -> dict:
     """What parse_annotation must give, built from the ElementPath reading with the reader's own box rules."""
-    from grounding_convert.readers import flickr30k_entities as F
-
     width, height, objects = element_path_annotation(data)
     w, h = int(float(width)), int(float(height))
     out: dict = {"names": set(), "boxes": {}, "bad": {}, "scene": set(), "nobox": set()}
@@ -466,8 +463,8 @@ def expected_annotation(data: bytes) -> dict:
                 if text is not None:
                     ET.SubElement(frame, tag).text = text
             try:
-                result = F._box([frame], index, w, h)
-            except F.AnnotationError as exc:
+                result = files._box([frame], index, w, h)
+            except files.AnnotationError as exc:
                 for name in names:
                     out["bad"].setdefault(name, (exc.reason, exc.message))
             else:
@@ -505,8 +502,6 @@ _child = st.one_of(
 def test_xml_walk_reads_what_element_path_reads(objects):
     """Several names, several or partial <bndbox>es, repeated flags, nested objects, empty texts: the child
     walk gives the annotation the ElementPath reading gives."""
-    from grounding_convert.readers.flickr30k_entities import parse_annotation
-
     body = "".join("<object>" + "".join(children) + "</object>" for children in objects)
     data = f"<annotation><size><width>100</width><height>80</height></size>{body}</annotation>".encode()
     ann = parse_annotation(data)

@@ -249,11 +249,27 @@ def test_column_normalizers_equal_their_python_reference(texts):
         assert batch.normalized(kind, pa.array(texts, pa.string())).to_pylist() == [NORMALIZERS[kind](t) for t in texts]
 
 
+@pytest.mark.parametrize(
+    "texts",
+    [["plain words", "a b c"], ["a-b", "x/y"], ["<person> waves", "the <PERSON>"], ["two  spaces", "tab\t\tx", "end\n"],
+     ["caf\u00e9-bar  x", "Ok"], ["- lead", "trail -", "a\x1c\x1db"]],
+)  # fmt: skip
+def test_normalizers_skip_only_the_replacements_that_cannot_apply(texts):
+    """pre_caption's replacements run only where their first byte occurs (and the run squeeze only where two
+    whitespace bytes meet): each case below needs some of them, none, or all."""
+    from grounding_convert.writers.convention import NORMALIZERS
+
+    for kind in ("strip", "pre_caption"):
+        assert batch.normalized(kind, pa.array(texts, pa.string())).to_pylist() == [NORMALIZERS[kind](t) for t in texts]
+
+
 @settings(max_examples=300, deadline=None)
 @given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(0, 10**6).map(lambda i: i / 200)))
 def test_two_decimals_equals_python_formatting(values):
     array = np.array(values, dtype=np.float64)
     assert batch.two_decimals(array).to_pylist() == [f"{v:.2f}" for v in array]
+    rows = array[: len(array) // 4 * 4].reshape(-1, 4)  # region_coord's four corners, in one join
+    assert batch.decimal_columns(rows).to_pylist() == [",".join(f"{v:.2f}" for v in row) for row in rows]
 
 
 def test_layouts_hand_back_samples_whose_records_spell_image_tokens():
