@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InputFileError, Reject
+from ..errors import Filtered, InputFileError, Reject
 from ..schema import Sample
-from .base import Partition, Reader, ReadItem
+from .base import Partition, Reader, ReadItem, SampleBlock
+from .canonical_blocks import block_of, plain_rows, sample_maker
 
 SUFFIXES = (".parquet", ".jsonl")
 
@@ -47,23 +49,66 @@ class CanonicalReader(Reader):
         path = partition.source
         rows = self._parquet_rows(path) if path.endswith(".parquet") else self._jsonl_rows(path)
         for position, row in rows:
-            if isinstance(row, Reject):
-                yield row
-                continue
-            try:
-                sample = Sample.from_record(row)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                yield Reject("bad-record", f"not a canonical sample ({type(exc).__name__}: {exc})", path, position, row)
-                continue
-            if self.options.split and sample.split != self.options.split:
-                from ..errors import Filtered
+            yield from self._row(row, path, position)
 
-                yield Filtered("split", path, position, split=sample.split)
+    def read_blocks(self, partition: Partition) -> Iterator[ReadItem | SampleBlock]:
+        """:meth:`read`, with each Parquet batch's plain rows as :class:`SampleBlock` columns (no dict or
+        :class:`Sample` per row); the other rows, JSON Lines shards and ``--split`` runs as ``read`` gives
+        them.  A sample read the slow way ends the block before it; rejects do not."""
+        path = partition.source
+        if not path.endswith(".parquet") or self.options.split:
+            yield from self.read(partition)
+            return
+        for first, batch in self._parquet_batches(path):
+            plain = plain_rows(batch)
+            splits = batch.column("split").to_pylist() if "split" in batch.schema.names else [None] * len(plain)
+            if plain.all() and len(set(splits)) == 1:  # the usual batch: one block of every row
+                yield _block(batch, list(range(batch.num_rows)), splits[0])
                 continue
-            yield sample
+            plain = plain.tolist()
+            run: list[int] = []  # plain rows of one split, waiting to be a block
+            for i in range(batch.num_rows):
+                if plain[i]:
+                    if run and splits[i] != splits[run[0]]:
+                        yield _block(batch, run, splits[run[0]])
+                        run = []
+                    run.append(i)
+                    continue
+                items = list(self._row(batch.slice(i, 1).to_pylist()[0], path, first + i))
+                if run and any(isinstance(item, Sample) for item in items):
+                    yield _block(batch, run, splits[run[0]])  # a sample read the slow way keeps its place
+                    run = []
+                yield from items
+            if run:
+                yield _block(batch, run, splits[run[0]])
+
+    def _row(self, row: dict | Reject, path: str, position: int) -> Iterator[ReadItem]:
+        """One row's sample, or its reject (or, with ``--split``, its filtered marker)."""
+        if isinstance(row, Reject):
+            yield row
+            return
+        try:
+            sample = Sample.from_record(row)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            yield Reject("bad-record", f"not a canonical sample ({type(exc).__name__}: {exc})", path, position, row)
+            return
+        if not isinstance(sample.id, str) or not sample.id:
+            yield Reject("bad-record", f"not a canonical sample (id {sample.id!r} is not a text)", path, position, row)
+            return
+        if self.options.split and sample.split != self.options.split:
+            yield Filtered("split", path, position, split=sample.split)
+            return
+        yield sample
+
+    @classmethod
+    def _parquet_rows(cls, path: str) -> Iterator[tuple[int, dict | Reject]]:
+        for first, batch in cls._parquet_batches(path):
+            for offset, row in enumerate(batch.to_pylist()):
+                yield first + offset, row
 
     @staticmethod
-    def _parquet_rows(path: str) -> Iterator[tuple[int, dict | Reject]]:
+    def _parquet_batches(path: str) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """Each record batch of a shard, with the position of its first row."""
         try:
             parquet = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
@@ -74,9 +119,8 @@ class CanonicalReader(Reader):
         position = 0
         try:
             for batch in parquet.iter_batches(batch_size=4096):
-                for row in batch.to_pylist():
-                    yield position, row
-                    position += 1
+                yield position, batch
+                position += batch.num_rows
         except (pa.ArrowException, OSError) as exc:  # a damaged page or row group is found only while reading
             raise InputFileError(path, f"not a readable Parquet file ({exc})", "canonical sample shards") from exc
 
@@ -110,3 +154,8 @@ class CanonicalReader(Reader):
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 return False
         return False
+
+
+def _block(batch: pa.RecordBatch, run: list[int], split: str | None) -> SampleBlock:
+    rows = np.array(run, dtype=np.int64)
+    return block_of(batch, rows, split, sample_maker(batch, rows))

@@ -197,7 +197,7 @@ def batchable(writer: Writer, sample: Sample) -> bool:
     if type(w) is not int or type(h) is not int or w <= 0 or h <= 0:
         return False
     text, file = sample.text, image.file
-    if type(text) is not str or type(file) is not str:
+    if type(text) is not str or type(file) is not str or type(sample.id) is not str:
         return False
     if not plain_text(writer, text, file):
         return False
