@@ -548,7 +548,7 @@ def normalized(kind: str, texts: pa.Array) -> pa.Array:
         for old, new in (("-", " "), ("/", " "), ("<person>", "person")):
             if (data == ord(old[0])).any():
                 out = pc.replace_substring(out, old, new)
-        spaces = np.isin(_text_bytes(out), _SPACE_BYTES)
+        spaces = _SPACE_BYTES[_text_bytes(out)]
         if (spaces[1:] & spaces[:-1]).any():  # two whitespace bytes in a row somewhere: a run to squeeze
             out = pc.replace_substring_regex(out, r"[\t\n\x0b\x0c\r\x1c-\x1f ]{2,}", " ")
         out = pc.utf8_trim(pc.utf8_rtrim(out, characters="\n"), characters=" ")
@@ -596,7 +596,8 @@ def region_coords(flat: FlatSamples) -> pa.Array:
 
 
 _HUNDREDTHS = pa.array([f"{i:02d}" for i in range(100)], pa.string())
-_SPACE_BYTES = np.array([0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20], dtype=np.uint8)
+_SPACE_BYTES = np.zeros(256, dtype=bool)  # by byte value: ASCII whitespace as Python's str.split sees it
+_SPACE_BYTES[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
 
 
 def _text_bytes(strings: pa.Array) -> np.ndarray:

@@ -68,3 +68,28 @@ def test_block_comparison_fails_when_a_block_forgets_phrases_without_boxes(tmp_p
         batched, per_record = run_both(patch, tmp_path, input=str(root), reader="flickr30k-entities")
     assert batched.keys() == per_record.keys()
     assert batched != per_record
+
+
+def test_canonical_block_comparison_fails_when_a_block_forgets_phrases_without_boxes(tmp_path, monkeypatch):
+    """The canonical reader's block comparison (tests/readers/test_canonical.py) sees a block that numbers
+    only the regions with boxes."""
+    from grounding_convert.engine.runner import RunOptions, convert, make_job
+    from grounding_convert.readers import canonical
+    from grounding_convert.synth import generate
+
+    generate("flickr30k-entities", tmp_path / "native", images=40, seed=6)
+    source = tmp_path / "canonical"
+    convert(make_job(input=str(tmp_path / "native"), output=str(source), writer="canonical",
+                     reader="flickr30k-entities"), RunOptions(progress=False))  # fmt: skip
+    real = canonical.block_of
+
+    def forgetful(*args):
+        block = real(*args)
+        block.region_index = None
+        return block
+
+    with monkeypatch.context() as patch:
+        patch.setattr(canonical, "block_of", forgetful)
+        batched, per_record = run_both(patch, tmp_path, input=str(source), reader="canonical")
+    assert batched.keys() == per_record.keys()
+    assert batched != per_record
