@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from ..errors import WorkerLost
@@ -31,24 +31,61 @@ from .signals import init_worker, run_in_worker
 GRACE_SECONDS = 3.0
 
 
+def new_pool(workers: int) -> ProcessPoolExecutor:
+    """The worker processes (forked on Linux), each set up by :func:`init_worker`."""
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=init_worker, initargs=(os.getpid(),)
+    )
+
+
+@contextmanager
+def warm_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A pool started before the run's serial start (planning, listing and fingerprinting the input), whose
+    workers meanwhile pay their one-time lazy imports (:func:`warm_up`) on the other cores; None for one
+    worker.  Ended here: at once (as :func:`stop_pool`) if the run stops early or is refused."""
+    if workers <= 1:
+        yield None
+        return
+    pool = new_pool(workers)
+    warming = [pool.submit(run_in_worker, warm_up) for _ in range(workers)]
+    try:
+        yield pool
+    except BaseException:
+        stop_pool(pool, set(warming))
+        raise
+    pool.shutdown(wait=True)
+
+
+def warm_up() -> None:
+    """pyarrow imports pandas (~0.2 s) the first time it converts a Python list: the partitions' first batch
+    would pay it in every worker, after the serial start instead of during it."""
+    import pyarrow as pa
+
+    pa.array(["warm"])
+
+
 def run_local(
-    job: Job, partitions: Iterable[Partition], workers: int, fn: Callable[[Any, Any], dict] = run_partition
+    job: Job,
+    partitions: Iterable[Partition],
+    workers: int,
+    fn: Callable[[Any, Any], dict] = run_partition,
+    pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield each partition's result as it finishes, keeping at most ``2 × workers`` in flight.
 
-    ``fn(job, partition)`` is the work of one partition (another stage, e.g. ``mix``, passes its own).
+    ``fn(job, partition)`` is the work of one partition (another stage, e.g. ``mix``, passes its own);
+    ``pool`` is one :func:`warm_pool` started (its owner ends it), else one is made here.
     """
     if workers <= 1:
         for partition in partitions:
             yield fn(job, partition)
         return
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pending: set[Future] = set()
     running: dict[Future, Partition] = {}
     todo = iter(partitions)
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=init_worker, initargs=(os.getpid(),)
-    )
+    owned = pool is None
+    pool = new_pool(workers) if pool is None else pool
     try:
         for partition in todo:
             future = pool.submit(run_in_worker, fn, job, partition)
@@ -78,7 +115,8 @@ def run_local(
                 "committed partitions are kept: rerun with --resume"
             ) from None
         raise
-    pool.shutdown(wait=True)
+    if owned:
+        pool.shutdown(wait=True)
 
 
 def stop_pool(pool: ProcessPoolExecutor, pending: set[Future]) -> None:

@@ -32,7 +32,7 @@ from ..safe_paths import is_remote
 from ..writers.base import check_tasks
 from .checks import checked_job_options, checked_run_options
 from .job import JOB_FILE, PLAN_FILE, Job, describe_difference, parse_max_rejects
-from .local import run_local
+from .local import run_local, warm_pool
 from .lock import OutputLock
 from .pipeline import marker_name, run_partition
 from .progress import progress_bar
@@ -124,6 +124,13 @@ def convert(job: Job, run: RunOptions | None = None) -> RunResult:
     run = checked_run_options(run or RunOptions())
     started = time.perf_counter()
     reader, _writer = job.build()  # fails early on bad options
+    local_pool = run.engine != "ray" and job.limit is None
+    with warm_pool(run.workers if local_pool else 1) as pool:  # the workers start up while the input is planned
+        return _planned(job, run, reader, pool, started)
+
+
+def _planned(job: Job, run: RunOptions, reader: Any, pool: Any, started: float) -> RunResult:
+    """Plan, fingerprint the input, refuse what must be refused, then run under the output's lock."""
     local_input = localize_input(job.input)
     partitions = reader.plan(local_input)
     input_files = reader.input_files(local_input)
@@ -138,11 +145,17 @@ def convert(job: Job, run: RunOptions | None = None) -> RunResult:
     lock.probe()  # a live run names itself before any other refusal
     _prepare_output(store, state, run, act=False)  # every refusal before anything is written
     with lock, stop_on_signals():
-        return _convert(job, run, store, state, partitions, started)
+        return _convert(job, run, store, state, partitions, started, pool)
 
 
 def _convert(
-    job: Job, run: RunOptions, store: Store, state: dict[str, Any], partitions: list[Partition], started: float
+    job: Job,
+    run: RunOptions,
+    store: Store,
+    state: dict[str, Any],
+    partitions: list[Partition],
+    started: float,
+    pool: Any = None,
 ) -> RunResult:
     """The run itself, holding the output's lock, SIGINT/SIGTERM turned into :class:`Interrupted`."""
     _prepare_output(store, state, run, act=True)
@@ -164,7 +177,7 @@ def _convert(
     bar = progress_bar(len(mine), skipped, run.progress)
     _, max_share = parse_max_rejects(job.max_rejects)
     try:
-        with closing(_results(job, todo, run, store, plan)) as results:  # closing stops the workers
+        with closing(_results(job, todo, run, store, plan, pool)) as results:  # closing stops the workers
             for result in results:
                 tally.merge(Tally.from_dict(result["tally"]))
                 postfix = {"samples": tally.written, "records": tally.total_records(), "rejected": tally.rejected}
@@ -189,7 +202,9 @@ def _convert(
     return RunResult(tally, len(partitions), len(todo), skipped, time.perf_counter() - started, finalized)
 
 
-def _results(job: Job, todo: list[Partition], run: RunOptions, store: Store, plan: dict) -> Iterator[dict]:
+def _results(
+    job: Job, todo: list[Partition], run: RunOptions, store: Store, plan: dict, pool: Any = None
+) -> Iterator[dict]:
     if job.limit is not None:
         # --limit takes the first N samples in plan order: run partitions in order, stop when reached,
         # and keep only the partitions that ran in the plan so finalize sees a complete run.
@@ -211,7 +226,7 @@ def _results(job: Job, todo: list[Partition], run: RunOptions, store: Store, pla
 
         yield from run_ray(job, todo, run.workers, run.ray_address)
     else:
-        yield from run_local(job, todo, run.workers)
+        yield from run_local(job, todo, run.workers, pool=pool)
 
 
 def localize_input(url: str) -> str:

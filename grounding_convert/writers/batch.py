@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from zlib import crc32
 
@@ -575,7 +576,7 @@ def decimal_columns(values: np.ndarray, separator: str = ",") -> pa.Array:
     cents = np.where(sure, cents, 0.0).astype(np.int64)
     parts: list[Any] = []
     for column in range(values.shape[1]):
-        units, hundredths = as_strings(cents[:, column] // 100), _HUNDREDTHS.take(pa.array(cents[:, column] % 100))
+        units, hundredths = as_strings(cents[:, column] // 100), _hundredths().take(pa.array(cents[:, column] % 100))
         parts += [separator] * bool(column) + [units, ".", hundredths]
     text = join(*parts)
     unsure = ~sure.all(axis=1)
@@ -595,7 +596,12 @@ def region_coords(flat: FlatSamples) -> pa.Array:
     return decimal_columns(np.column_stack([low[:, 0], low[:, 1], high[:, 0], high[:, 1]]))
 
 
-_HUNDREDTHS = pa.array([f"{i:02d}" for i in range(100)], pa.string())
+@cache
+def _hundredths() -> pa.Array:
+    """``"00"`` … ``"99"`` (made on first use: pyarrow's first list conversion imports pandas, ~0.2 s)."""
+    return pa.array([f"{i:02d}" for i in range(100)], pa.string())
+
+
 _SPACE_BYTES = np.zeros(256, dtype=bool)  # by byte value: ASCII whitespace as Python's str.split sees it
 _SPACE_BYTES[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
 
