@@ -128,10 +128,9 @@ def _escape(array: pa.Array) -> pa.Array:
     """
     if len(array) == 0:
         return array
-    offsets, data = string_buffers(array)
-    if data is None or offsets[-1] == offsets[0]:
+    offsets, chunk = string_bytes(array)
+    if not chunk.size:
         return array
-    chunk = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
     hits = np.flatnonzero((chunk < 0x20) | (chunk == 0x22) | (chunk == 0x5C))
     if not hits.size:
         return array
@@ -160,6 +159,15 @@ def string_buffers(strings: pa.Array) -> tuple[np.ndarray, pa.Buffer | None]:
     offset_type = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     offsets = np.frombuffer(strings.buffers()[1], dtype=offset_type)
     return offsets[strings.offset : strings.offset + len(strings) + 1], strings.buffers()[2]
+
+
+def string_bytes(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's offsets (as :func:`string_buffers`) and the UTF-8 bytes of its rows, one after another
+    (position 0 is ``offsets[0]``)."""
+    offsets, data = string_buffers(strings)
+    if data is None:
+        return offsets, np.zeros(0, dtype=np.uint8)
+    return offsets, np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
 
 
 def _owners(offsets: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..boxes import BoxError
-from ..output.arrow_json import string_buffers
+from ..output.arrow_json import string_bytes
 from ..schema import Sample
 from .base import SUFFIX_MULTIPLIER, image_id, image_id_of, ordered_spans, sample_state
 from .convention import NORMALIZERS, Columns, Conversation, Field, around, fill, tag_caption
@@ -545,11 +545,11 @@ def normalized(kind: str, texts: pa.Array) -> pa.Array:
         out = pc.utf8_trim(texts, characters=_ASCII_SPACE)
     else:  # pre_caption, step by step as convention.pre_caption (each replacement only where it can apply)
         out = pc.utf8_ltrim(pc.utf8_lower(texts), characters=",.!?*#:;~")
-        data = _text_bytes(out)
+        _, data = string_bytes(out)
         for old, new in (("-", " "), ("/", " "), ("<person>", "person")):
             if (data == ord(old[0])).any():
                 out = pc.replace_substring(out, old, new)
-        spaces = _SPACE_BYTES[_text_bytes(out)]
+        spaces = _SPACE_BYTES[string_bytes(out)[1]]
         if (spaces[1:] & spaces[:-1]).any():  # two whitespace bytes in a row somewhere: a run to squeeze
             out = pc.replace_substring_regex(out, r"[\t\n\x0b\x0c\r\x1c-\x1f ]{2,}", " ")
         out = pc.utf8_trim(pc.utf8_rtrim(out, characters="\n"), characters=" ")
@@ -604,14 +604,6 @@ def _hundredths() -> pa.Array:
 
 _SPACE_BYTES = np.zeros(256, dtype=bool)  # by byte value: ASCII whitespace as Python's str.split sees it
 _SPACE_BYTES[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
-
-
-def _text_bytes(strings: pa.Array) -> np.ndarray:
-    """The UTF-8 bytes of a string array's rows, one after another (for quick presence checks)."""
-    offsets, data = string_buffers(strings)
-    if data is None:
-        return np.zeros(0, dtype=np.uint8)
-    return np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
 
 
 def first_draws(states: np.ndarray, suffix_crcs: np.ndarray, n: int) -> np.ndarray:
