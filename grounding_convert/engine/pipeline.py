@@ -288,10 +288,7 @@ class _Converter:
         self.tally.count_read_many(block.split, len(block))
         self.seen.update(ids)
         sizes = np.asarray(block.widths, dtype=np.int64) * np.asarray(block.heights, dtype=np.int64)
-        region_counts = block.region_counts
-        if region_counts is None:
-            region_counts = np.bincount(np.asarray(block.region_sample, dtype=np.int64), minlength=len(block))
-        self._write_rendered(block.split, result, block.texts, region_counts, sizes)
+        self._write_rendered(block.split, result, block.texts, block.regions_per_sample(), sizes)
 
     def _render_block(self, block: SampleBlock) -> RenderedBatch | list[int] | None:
         try:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ..errors import Filtered, Note, Reject, UsageError
 from ..option_types import Choice, Flag, OptionType, Real, Text, Whole, detail
 from ..schema import Sample
@@ -60,6 +62,20 @@ class SampleBlock:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def region_positions(self) -> np.ndarray:
+        """Each region's place among its sample's regions (the number in its record ids)."""
+        if self.region_index is not None:
+            return np.asarray(self.region_index, dtype=np.int64)
+        region_sample = np.asarray(self.region_sample, dtype=np.int64)
+        firsts = np.searchsorted(region_sample, np.arange(len(self)))
+        return np.arange(len(region_sample), dtype=np.int64) - firsts[region_sample]
+
+    def regions_per_sample(self) -> np.ndarray:
+        """Each sample's number of regions, those without boxes included (the tally's histogram)."""
+        if self.region_counts is not None:
+            return np.asarray(self.region_counts, dtype=np.int64)
+        return np.bincount(np.asarray(self.region_sample, dtype=np.int64), minlength=len(self))
 
     def sample(self, i: int) -> Sample:
         return self.make(i)

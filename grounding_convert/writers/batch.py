@@ -148,11 +148,6 @@ class FlatSamples:
         n = len(block)
         region_sample = np.asarray(block.region_sample, dtype=np.int64)
         firsts = np.searchsorted(region_sample, np.arange(n + 1)).tolist()
-        if block.region_index is not None:
-            index = np.asarray(block.region_index, dtype=np.int64)
-        else:  # every region of a sample is in the block: numbered from 0 in each sample
-            index = np.arange(len(region_sample), dtype=np.int64)
-            index -= np.asarray(firsts[:-1], dtype=np.int64)[region_sample]
         return cls(
             n,
             np.array([sample_state(seed, i) for i in block.ids], dtype=np.uint64),
@@ -163,7 +158,7 @@ class FlatSamples:
             block.files,
             [image_id_of(i, f) for i, f in zip(block.image_ids, block.files, strict=True)],
             region_sample,
-            index.tolist(),
+            block.region_positions().tolist(),
             block.phrases,
             list(zip(np.asarray(block.starts).tolist(), np.asarray(block.ends).tolist(), strict=True)),
             np.asarray(block.region_boxes, dtype=np.int32),
