@@ -118,18 +118,6 @@ class Tally:
                     value = (x2 - x1) * (y2 - y1) / area
                     box_area[labels[bisect_left(AREA_BUCKETS, value)] if value == value else nan] += 1
 
-    def count_written_many(
-        self, samples: list[Sample], tasks: list[str], counts: np.ndarray, boxes: np.ndarray, box_sample: np.ndarray
-    ) -> None:
-        """:meth:`count_written` for every sample with records (all of one split), boxes given as arrays.
-
-        ``counts[t, s]`` are the records of ``tasks[t]`` for sample ``s``; ``boxes`` are every box of the
-        samples (n × 4), ``box_sample`` the sample each belongs to.  The same buckets come out as from the
-        per-sample loop (``searchsorted`` left is ``bisect_left``).
-        """
-        split = samples[0].split if samples else None
-        self.count_written_columns(split, *histogram_columns(samples), tasks, counts, boxes, box_sample)
-
     def count_written_columns(
         self,
         split_name: str | None,
@@ -141,7 +129,11 @@ class Tally:
         boxes: np.ndarray,
         box_sample: np.ndarray,
     ) -> None:
-        """:meth:`count_written_many` from columns: each sample's text, number of regions and image area."""
+        """:meth:`count_written` for every sample with records (all of one split), from columns: each sample's
+        text, number of regions and image area (:func:`histogram_columns` of samples), ``counts[t, s]`` the
+        records of ``task_names[t]`` for sample ``s``, ``boxes`` every box of the samples (n × 4) and
+        ``box_sample`` the sample each belongs to.  The same buckets come out as from the per-sample loop
+        (``searchsorted`` left is ``bisect_left``)."""
         written = np.flatnonzero(counts.sum(axis=0)).tolist() if len(task_names) else []
         if not written:
             return

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grounding_convert.engine.tally import Tally
+from grounding_convert.engine.tally import Tally, histogram_columns
 from grounding_convert.schema import ImageRef, Region, Sample
 
 coordinate = st.floats(-10, 5000, allow_nan=False) | st.just(math.nan)
@@ -27,7 +27,7 @@ def sample(draw, index: int) -> Sample:
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
-def test_count_written_many_equals_one_by_one(data):
+def test_count_written_columns_equals_one_by_one(data):
     samples = [data.draw(sample(i)) for i in range(data.draw(st.integers(1, 8)))]
     per_sample = [data.draw(st.sampled_from([{}, {"rec": 2, "grounded-caption": 1}, {"reg": 1}])) for _ in samples]
     one = Tally()
@@ -39,7 +39,12 @@ def test_count_written_many_equals_one_by_one(data):
     tasks = ["rec", "reg", "grounded-caption"]
     counts = np.array([[per_task.get(t, 0) for per_task in per_sample] for t in tasks], dtype=np.int64)
     many = Tally()
-    many.count_written_many(
-        samples, tasks, counts, np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(owner, dtype=np.int64)
+    many.count_written_columns(
+        samples[0].split,
+        *histogram_columns(samples),
+        tasks,
+        counts,
+        np.array(boxes, dtype=np.float64).reshape(-1, 4),
+        np.array(owner, dtype=np.int64),
     )
     assert many.to_dict() == one.to_dict()
