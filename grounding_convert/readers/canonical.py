@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,7 +16,7 @@ import pyarrow.parquet as pq
 from ..errors import Filtered, InputFileError, Reject
 from ..schema import Sample
 from .base import Partition, Reader, ReadItem, SampleBlock
-from .canonical_blocks import block_of, plain_rows, sample_maker
+from .canonical_blocks import block_of, plain_rows
 
 SUFFIXES = (".parquet", ".jsonl")
 
@@ -62,25 +61,22 @@ class CanonicalReader(Reader):
         for first, batch in self._parquet_batches(path):
             plain = plain_rows(batch)
             splits = batch.column("split").to_pylist() if "split" in batch.schema.names else [None] * len(plain)
-            if plain.all() and len(set(splits)) == 1:  # the usual batch: one block of every row
-                yield _block(batch, list(range(batch.num_rows)), splits[0])
-                continue
             plain = plain.tolist()
             run: list[int] = []  # plain rows of one split, waiting to be a block
             for i in range(batch.num_rows):
                 if plain[i]:
                     if run and splits[i] != splits[run[0]]:
-                        yield _block(batch, run, splits[run[0]])
+                        yield block_of(batch, run, splits[run[0]])
                         run = []
                     run.append(i)
                     continue
                 items = list(self._row(batch.slice(i, 1).to_pylist()[0], path, first + i))
                 if run and any(isinstance(item, Sample) for item in items):
-                    yield _block(batch, run, splits[run[0]])  # a sample read the slow way keeps its place
+                    yield block_of(batch, run, splits[run[0]])  # a sample read the slow way keeps its place
                     run = []
                 yield from items
             if run:
-                yield _block(batch, run, splits[run[0]])
+                yield block_of(batch, run, splits[run[0]])
 
     def _row(self, row: dict | Reject, path: str, position: int) -> Iterator[ReadItem]:
         """One row's sample, or its reject (or, with ``--split``, its filtered marker)."""
@@ -154,8 +150,3 @@ class CanonicalReader(Reader):
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 return False
         return False
-
-
-def _block(batch: pa.RecordBatch, run: list[int], split: str | None) -> SampleBlock:
-    rows = np.array(run, dtype=np.int64)
-    return block_of(batch, rows, split, sample_maker(batch, rows))

@@ -9,8 +9,6 @@ grounded regions in text order without roles) and gathers their columns; every o
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,8 +47,9 @@ def plain_rows(batch: pa.RecordBatch) -> np.ndarray:
     return ok
 
 
-def block_of(batch: pa.RecordBatch, rows: np.ndarray, split: str | None, make: Any) -> SampleBlock:
-    """The block of ``rows`` (plain, one split) of ``batch``; ``make(i)`` builds the block's sample ``i``."""
+def block_of(batch: pa.RecordBatch, rows: list[int], split: str | None) -> SampleBlock:
+    """The block of ``rows`` (plain, one split) of ``batch``; its sample ``i`` leaving the columnar path is
+    built from the row as ``read`` builds it."""
     picked = batch.take(pa.array(rows, pa.int64()))
     image = picked.column("image")
     regions = _Regions(picked.column("regions"))
@@ -76,15 +75,10 @@ def block_of(batch: pa.RecordBatch, rows: np.ndarray, split: str | None, make: A
         region_boxes=offsets,
         boxes=np.asarray(coords, dtype=np.float64).reshape(-1, 4),
         notes={},
-        make=make,
+        make=lambda i: Sample.from_record(batch.slice(rows[i], 1).to_pylist()[0]),
         region_index=grounded - regions.first[regions.row[grounded]],
         region_counts=regions.counts,
     )
-
-
-def sample_maker(batch: pa.RecordBatch, rows: np.ndarray) -> Any:
-    """``make(i)``: the very sample ``read`` gives for the block's row ``i`` (for rows leaving the block)."""
-    return lambda i: Sample.from_record(batch.slice(int(rows[i]), 1).to_pylist()[0])
 
 
 class _Regions:
