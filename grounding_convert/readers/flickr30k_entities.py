@@ -111,17 +111,18 @@ class Flickr30kEntitiesReader(Reader):
     def read_blocks(self, partition: Partition) -> Iterator[ReadItem | SampleBlock]:
         """:meth:`read` with the captions as :class:`SampleBlock` columns (no Sample, Region or meta objects
         per caption); rejects and notes come as ``read`` gives them, and do not cut a block."""
-        gathered = _CaptionBlock(partition.params["split"])
+        split = partition.params["split"]
+        gathered: list[Caption] = []
         for item in self._captions(partition):
             if not isinstance(item, Caption):
                 yield item
                 continue
-            gathered.add(item)
+            gathered.append(item)
             if len(gathered) >= BLOCK_SAMPLES:
-                yield gathered.block()
-                gathered = _CaptionBlock(partition.params["split"])
+                yield caption_block(gathered, split)
+                gathered = []
         if gathered:
-            yield gathered.block()
+            yield caption_block(gathered, split)
 
     def _captions(self, partition: Partition) -> Iterator[Caption | Reject | Note]:
         """Every caption of the partition that makes a sample, as a :class:`Caption`; the rest as rejects."""
@@ -242,67 +243,54 @@ def _unusable_chain(mentions: list[Mention], ann: Annotation, xml_path: str) -> 
     return None
 
 
-class _CaptionBlock:
-    """Captions gathered as a :class:`SampleBlock`'s columns: one entry per phrase that has boxes, with its
-    place among the caption's phrases (record ids count the phrases without boxes too)."""
-
-    def __init__(self, split: str | None):
-        self.split = split
-        self.captions: list[Caption] = []
-
-    def add(self, caption: Caption) -> None:
-        self.captions.append(caption)
-
-    def __len__(self) -> int:
-        return len(self.captions)
-
-    def block(self) -> SampleBlock:
-        captions = self.captions
-        region_sample: list[int] = []
-        region_index: list[int] = []
-        phrases: list[str] = []
-        starts: list[int] = []
-        ends: list[int] = []
-        box_counts: list[int] = []
-        coords: list[float] = []
-        clipped = 0
-        for s, caption in enumerate(captions):  # once per phrase of every caption: plain appends only
-            corners, clipped_of = caption.ann.corners, caption.ann.clipped
-            for index, mention in enumerate(caption.mentions):
-                chain = mention.chain
-                if chain == NOTVISUAL_CHAIN or chain not in corners:
-                    continue
-                found = corners[chain]
-                region_sample.append(s)
-                region_index.append(index)
-                phrases.append(mention.phrase)
-                starts.append(mention.start)
-                ends.append(mention.end)
-                box_counts.append(len(found) // 4)
-                coords += found
-                clipped += clipped_of[chain]
-        offsets = np.zeros(len(box_counts) + 1, dtype=np.int32)
-        np.cumsum(box_counts, out=offsets[1:])
-        image_ids = [c.image_id for c in captions]
-        return SampleBlock(
-            split=self.split,
-            ids=[c.sample_id for c in captions],
-            texts=[c.text for c in captions],
-            files=[f"{image_id}.jpg" for image_id in image_ids],
-            image_ids=image_ids,
-            widths=np.array([c.ann.width for c in captions], dtype=np.int64),
-            heights=np.array([c.ann.height for c in captions], dtype=np.int64),
-            region_sample=np.array(region_sample, dtype=np.int64),
-            phrases=phrases,
-            starts=np.array(starts, dtype=np.int64),
-            ends=np.array(ends, dtype=np.int64),
-            region_boxes=offsets,
-            boxes=np.array(coords, dtype=np.float64).reshape(-1, 4),
-            notes={"clipped-box": clipped} if clipped else {},
-            make=lambda i: captions[i].sample(),
-            region_index=np.array(region_index, dtype=np.int64),
-            region_counts=np.array([len(c.mentions) for c in captions], dtype=np.int64),
-        )
+def caption_block(captions: list[Caption], split: str | None) -> SampleBlock:
+    """Captions as a :class:`SampleBlock`'s columns: one entry per phrase that has boxes, with its place
+    among the caption's phrases (record ids count the phrases without boxes too)."""
+    region_sample: list[int] = []
+    region_index: list[int] = []
+    phrases: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    box_counts: list[int] = []
+    coords: list[float] = []
+    clipped = 0
+    for s, caption in enumerate(captions):  # once per phrase of every caption: plain appends only
+        corners, clipped_of = caption.ann.corners, caption.ann.clipped
+        for index, mention in enumerate(caption.mentions):
+            chain = mention.chain
+            if chain == NOTVISUAL_CHAIN or chain not in corners:
+                continue
+            found = corners[chain]
+            region_sample.append(s)
+            region_index.append(index)
+            phrases.append(mention.phrase)
+            starts.append(mention.start)
+            ends.append(mention.end)
+            box_counts.append(len(found) // 4)
+            coords += found
+            clipped += clipped_of[chain]
+    offsets = np.zeros(len(box_counts) + 1, dtype=np.int32)
+    np.cumsum(box_counts, out=offsets[1:])
+    image_ids = [c.image_id for c in captions]
+    return SampleBlock(
+        split=split,
+        ids=[c.sample_id for c in captions],
+        texts=[c.text for c in captions],
+        files=[f"{image_id}.jpg" for image_id in image_ids],
+        image_ids=image_ids,
+        widths=np.array([c.ann.width for c in captions], dtype=np.int64),
+        heights=np.array([c.ann.height for c in captions], dtype=np.int64),
+        region_sample=np.array(region_sample, dtype=np.int64),
+        phrases=phrases,
+        starts=np.array(starts, dtype=np.int64),
+        ends=np.array(ends, dtype=np.int64),
+        region_boxes=offsets,
+        boxes=np.array(coords, dtype=np.float64).reshape(-1, 4),
+        notes={"clipped-box": clipped} if clipped else {},
+        make=lambda i: captions[i].sample(),
+        region_index=np.array(region_index, dtype=np.int64),
+        region_counts=np.array([len(c.mentions) for c in captions], dtype=np.int64),
+    )
 
 
 # --- helpers -----------------------------------------------------------------------------------------

@@ -56,15 +56,15 @@ def test_block_comparison_fails_when_a_block_forgets_phrases_without_boxes(tmp_p
 
     root = tmp_path / "in"
     generate("flickr30k-entities", root, images=40, seed=6)
-    real = flickr._CaptionBlock.block
+    real = flickr.caption_block
 
-    def forgetful(self):
-        block = real(self)
+    def forgetful(captions, split):
+        block = real(captions, split)
         block.region_index = block.region_counts = None
         return block
 
     with monkeypatch.context() as patch:
-        patch.setattr(flickr._CaptionBlock, "block", forgetful)
+        patch.setattr(flickr, "caption_block", forgetful)
         batched, per_record = run_both(patch, tmp_path, input=str(root), reader="flickr30k-entities")
     assert batched.keys() == per_record.keys()
     assert batched != per_record
