@@ -47,6 +47,18 @@ def test_worker_count_comparison_fails_when_records_depend_on_the_process(odd_gr
     assert trees[0] != trees[1]
 
 
+def forgetting_boxless(make_block):
+    """A broken copy of a reader's block maker: its blocks forget the regions without boxes (they number only
+    the regions with boxes, and count only those per sample)."""
+
+    def forgetful(*args):
+        block = make_block(*args)
+        block.region_index = block.region_counts = None
+        return block
+
+    return forgetful
+
+
 def test_block_comparison_fails_when_a_block_forgets_phrases_without_boxes(tmp_path, monkeypatch):
     """test_batch_path's reader-block comparison on Flickr30K Entities sees a block that numbers only the
     phrases with boxes (the record ids and the tally's region counts of the samples with non-visual phrases
@@ -56,15 +68,8 @@ def test_block_comparison_fails_when_a_block_forgets_phrases_without_boxes(tmp_p
 
     root = tmp_path / "in"
     generate("flickr30k-entities", root, images=40, seed=6)
-    real = flickr.caption_block
-
-    def forgetful(captions, split):
-        block = real(captions, split)
-        block.region_index = block.region_counts = None
-        return block
-
     with monkeypatch.context() as patch:
-        patch.setattr(flickr, "caption_block", forgetful)
+        patch.setattr(flickr, "caption_block", forgetting_boxless(flickr.caption_block))
         batched, per_record = run_both(patch, tmp_path, input=str(root), reader="flickr30k-entities")
     assert batched.keys() == per_record.keys()
     assert batched != per_record
@@ -81,15 +86,8 @@ def test_canonical_block_comparison_fails_when_a_block_forgets_phrases_without_b
     source = tmp_path / "canonical"
     convert(make_job(input=str(tmp_path / "native"), output=str(source), writer="canonical",
                      reader="flickr30k-entities"), RunOptions(progress=False))  # fmt: skip
-    real = canonical.block_of
-
-    def forgetful(*args):
-        block = real(*args)
-        block.region_index = None
-        return block
-
     with monkeypatch.context() as patch:
-        patch.setattr(canonical, "block_of", forgetful)
+        patch.setattr(canonical, "block_of", forgetting_boxless(canonical.block_of))
         batched, per_record = run_both(patch, tmp_path, input=str(source), reader="canonical")
     assert batched.keys() == per_record.keys()
     assert batched != per_record
